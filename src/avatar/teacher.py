@@ -1,0 +1,66 @@
+"""Teacher stage, part one: fine-tune a pretrained encoder on the labelled half of train."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+
+from avatar._io import atomic_dir, write_json_atomic
+from avatar.modeling import load_pretrained, save_classifier
+from avatar.tasks import Task, TaskData, stratified_sample
+from avatar.trainer import TrainConfig, Trainer, encode, score
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics.json"
+
+
+@dataclass
+class FinetuneConfig:
+    model: str = "minilm"  # pretrained encoder: 'minilm', a local HF folder, or a hub id
+    max_length: int = 256  # tokens per function; longer code is truncated
+    limit: int | None = None  # at most this many labelled training examples (stratified, seeded)
+    eval_limit: int | None = None  # at most this many validation and test examples each
+    train: TrainConfig = field(default_factory=TrainConfig)  # optimiser settings
+
+
+def limit_examples(examples: list, n: int | None, seed: int) -> list:
+    return examples if n is None else stratified_sample(examples, n, seed)[0]
+
+
+def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, progress: Progress | None = None) -> dict:
+    """Fine-tune, keep the best checkpoint by validation score, write it with ``metrics.json``; return the metrics."""
+    seed = config.train.seed
+    torch.manual_seed(seed)
+    model, tokenizer = load_pretrained(task, config.model)
+    train_ex = limit_examples(data.labelled, config.limit, seed)
+    valid_ex = limit_examples(data.valid, config.eval_limit, seed)
+    test_ex = limit_examples(data.test, config.eval_limit, seed)
+    train, valid, test = (encode(tokenizer, ex, config.max_length) for ex in (train_ex, valid_ex, test_ex))
+    log.info("fine-tuning %s on %d examples (valid %d, test %d)", config.model, len(train), len(valid), len(test))
+
+    start = time.perf_counter()
+    result = Trainer(model, task, config.train, train, valid, progress).train()
+    train_seconds = time.perf_counter() - start
+    metrics = {
+        "task": task.name,
+        "main_metric": task.main_metric,
+        "valid": score(task, model, valid, config.train.eval_batch_size),
+        "test": score(task, model, test, config.train.eval_batch_size),
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "train_seconds": round(train_seconds, 1),
+        "examples": {"train": len(train), "valid": len(valid), "test": len(test)},
+        "settings": asdict(config),
+        "history": result.history,
+    }
+    model.config.avatar_max_length = config.max_length  # the labeller reads code the way the teacher learnt it
+    with atomic_dir(out_dir) as tmp:
+        save_classifier(model, tokenizer, task, tmp)
+        write_json_atomic(tmp / METRICS, metrics)
+    return metrics

@@ -1,0 +1,194 @@
+"""Training and running classifiers: tokenised example sets, batching, a supervised ``Trainer``.
+
+Distillation (a later stage) subclasses ``Trainer`` and replaces only its loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+
+from avatar.modeling import Classifier
+from avatar.tasks import Example, Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Encoded:
+    """Token ids of examples, ready for batching."""
+
+    ids: list[str]  # example ids, in order
+    tokens: list[list[list[int]]]  # per example, per function: token ids (truncated, with special tokens)
+    labels: np.ndarray  # (N,) ground-truth labels
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max_length: int) -> Encoded:
+    n_inputs = len(examples[0].texts) if examples else 1
+    per_input = [
+        tokenizer([ex.texts[k] for ex in examples], truncation=True, max_length=max_length)["input_ids"]
+        for k in range(n_inputs)
+    ]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Encoded(
+        ids=[ex.id for ex in examples],
+        tokens=[list(funcs) for funcs in zip(*per_input)],
+        labels=np.array([ex.label for ex in examples], dtype=np.int64),
+        pad_id=pad_id,
+    )
+
+
+def collate(data: Encoded, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad the chosen examples to the longest function among them: (B, n, T) ids and mask."""
+    n = len(data.tokens[rows[0]])
+    T = max(len(t) for r in rows for t in data.tokens[r])
+    ids = torch.full((len(rows), n, T), data.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), n, T), dtype=torch.long)
+    for i, r in enumerate(rows):
+        for k, toks in enumerate(data.tokens[r]):
+            ids[i, k, : len(toks)] = torch.tensor(toks)
+            mask[i, k, : len(toks)] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def predict_logits(model: Classifier, data: Encoded, batch_size: int = 32, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """Two-class logits (N, 2) of every example, batched by length so little compute goes to padding."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(data)), key=lambda r: max(len(t) for t in data.tokens[r]))
+    out = np.zeros((len(data), 2), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        ids, mask = collate(data, rows)
+        out[rows] = model(ids, mask).float().numpy()
+        if on_batch:
+            on_batch(len(rows))
+    model.train(was_training)
+    return out
+
+
+def score(task: Task, model: Classifier, data: Encoded, batch_size: int = 32) -> dict[str, float]:
+    preds = predict_logits(model, data, batch_size).argmax(axis=1)
+    return task.metrics(data.labels.tolist(), preds.tolist())
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3  # passes over the training examples
+    learning_rate: float = 2e-5  # peak AdamW learning rate
+    batch_size: int = 16  # examples per optimiser step
+    weight_decay: float = 0.01  # on weight matrices only; biases and LayerNorm weights are trained undecayed
+    warmup_ratio: float = 0.1  # share of the steps over which the learning rate rises linearly from 0
+    max_grad_norm: float = 1.0  # gradient clipping
+    evals_per_epoch: int = 1  # validations per epoch; the best one's weights are kept
+    patience: int | None = None  # stop after this many validations without improvement (None: never)
+    eval_batch_size: int = 32  # examples per batch when validating
+    seed: int = 42  # shuffling, dropout and head initialisation
+
+
+@dataclass
+class TrainResult:
+    best_score: float  # validation main metric of the kept weights
+    best_step: int
+    steps: int  # optimiser steps taken (fewer than planned after early stopping)
+    history: list[dict] = field(default_factory=list)  # one record per validation
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on weight matrices; none on biases and LayerNorm weights, which are still trained."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+class Trainer:
+    """Supervised fine-tuning on ground-truth labels, keeping the best weights by validation score."""
+
+    def __init__(
+        self,
+        model: Classifier,
+        task: Task,
+        config: TrainConfig,
+        train: Encoded,
+        valid: Encoded,
+        progress: Progress | None = None,
+    ):
+        self.model, self.task, self.config = model, task, config
+        self.train_data, self.valid_data = train, valid
+        self.progress = progress
+
+    def loss(self, logits: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+        """Cross-entropy against the ground truth; distillation overrides this."""
+        return F.cross_entropy(logits, torch.as_tensor(self.train_data.labels[list(rows)]))
+
+    def _batches(self, generator: torch.Generator) -> Iterator[list[int]]:
+        perm = torch.randperm(len(self.train_data), generator=generator).tolist()
+        for start in range(0, len(perm), self.config.batch_size):
+            yield perm[start : start + self.config.batch_size]
+
+    def train(self) -> TrainResult:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        steps_per_epoch = math.ceil(len(self.train_data) / cfg.batch_size)
+        total = steps_per_epoch * cfg.epochs
+        eval_at = {round(steps_per_epoch * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
+        optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.learning_rate)
+        schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+        bar = self.progress.add_task("training", total=total) if self.progress else None
+
+        result = TrainResult(best_score=-math.inf, best_step=0, steps=0)
+        best_state = copy.deepcopy(self.model.state_dict())
+        stale = 0
+        self.model.train()
+        for epoch in range(cfg.epochs):
+            for i, rows in enumerate(self._batches(generator), start=1):
+                ids, mask = collate(self.train_data, rows)
+                loss = self.loss(self.model(ids, mask), rows)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                result.steps += 1
+                if bar is not None:
+                    self.progress.update(bar, advance=1, description=f"epoch {epoch + 1} loss {loss.item():.4f}")
+                if i not in eval_at:
+                    continue
+                metrics = score(self.task, self.model, self.valid_data, cfg.eval_batch_size)
+                value = metrics[self.task.main_metric]
+                result.history.append({"epoch": epoch + 1, "step": result.steps, "loss": loss.item(), **metrics})
+                log.info("step %d: validation %s %.4f", result.steps, self.task.main_metric, value)
+                if value > result.best_score:
+                    result.best_score, result.best_step, stale = value, result.steps, 0
+                    best_state = copy.deepcopy(self.model.state_dict())
+                else:
+                    stale += 1
+                if bar is not None:
+                    self.progress.update(bar, description=f"epoch {epoch + 1} val {self.task.main_metric} {value:.4f}")
+                if cfg.patience is not None and stale >= cfg.patience:
+                    log.info("early stop after %d validations without improvement", stale)
+                    self.model.load_state_dict(best_state)
+                    return result
+        self.model.load_state_dict(best_state)
+        return result

@@ -1,0 +1,28 @@
+import json
+
+import pytest
+
+from avatar._io import atomic_dir, sha256_json, write_json_atomic
+
+
+def test_write_json_atomic_leaves_no_temp_files(tmp_path):
+    write_json_atomic(tmp_path / "a" / "x.json", {"k": 1})
+    assert json.loads((tmp_path / "a" / "x.json").read_text()) == {"k": 1}
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.json"]
+
+
+def test_atomic_dir_replaces_on_success_and_keeps_old_on_failure(tmp_path):
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "w").write_text("one")
+    assert (target / "w").read_text() == "one"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "w").write_text("half")
+        raise RuntimeError("killed")
+    assert (target / "w").read_text() == "one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_sha256_json_ignores_key_order():
+    assert sha256_json({"a": 1, "b": 2}) == sha256_json({"b": 2, "a": 1})
+    assert sha256_json({"a": 1}) != sha256_json({"a": 2})

@@ -1,0 +1,76 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from avatar.modeling import load_pretrained
+from avatar.tasks import get_task
+from avatar.trainer import TrainConfig, Trainer, collate, encode, param_groups, predict_logits, score
+
+from conftest import write_clone_data, write_defect_data
+
+FAST = TrainConfig(epochs=6, learning_rate=3e-3, batch_size=16, warmup_ratio=0.0, evals_per_epoch=1, seed=0)
+
+
+def _setup(name, tmp_path, encoder, seed=0):
+    task = get_task(name)
+    writer = write_defect_data if name == "defect" else write_clone_data
+    data = task.load(writer(tmp_path / name, sizes=(320, 60, 60)))
+    torch.manual_seed(seed)
+    model, tokenizer = load_pretrained(task, str(encoder))
+    enc = {s: encode(tokenizer, data.split(s), 64) for s in ("labelled", "valid", "test")}
+    return task, model, enc
+
+
+@pytest.mark.parametrize("name,epochs", [("defect", 6), ("clone", 20)])  # comparing two functions takes longer
+def test_tiny_teacher_learns_easy_task_well_above_chance(tmp_path, tiny_encoder, name, epochs):
+    task, model, enc = _setup(name, tmp_path, tiny_encoder)
+    before = score(task, model, enc["test"])["accuracy"]
+    result = Trainer(model, task, replace(FAST, epochs=epochs), enc["labelled"], enc["valid"]).train()
+    after = score(task, model, enc["test"])["accuracy"]
+    assert after >= 0.85, (before, after, result.history)
+    assert result.best_score == max(h[task.main_metric] for h in result.history)
+
+
+def test_same_seed_same_result_and_kept_weights_are_the_best(tmp_path, tiny_encoder):
+    runs = []
+    for _ in range(2):
+        task, model, enc = _setup("defect", tmp_path, tiny_encoder)
+        cfg = TrainConfig(epochs=2, learning_rate=1e-3, batch_size=16, evals_per_epoch=2, seed=5)
+        result = Trainer(model, task, cfg, enc["labelled"], enc["valid"]).train()
+        runs.append((result.history, predict_logits(model, enc["valid"])))
+        assert score(task, model, enc["valid"])[task.main_metric] == result.best_score
+    assert runs[0][0] == runs[1][0]
+    assert (runs[0][1] == runs[1][1]).all()
+
+
+def test_biases_and_layernorm_are_trained_without_decay(tmp_path, tiny_encoder):
+    task, model, enc = _setup("defect", tmp_path, tiny_encoder)
+    groups = param_groups(model, 0.01)
+    no_decay = {id(p) for p in groups[1]["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in no_decay}
+    assert names and all(n.endswith("bias") or "LayerNorm" in n for n in names)
+    assert any("LayerNorm.weight" in n for n in names)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if n in names}
+    Trainer(model, task, TrainConfig(epochs=1, learning_rate=1e-3, seed=0), enc["labelled"], enc["valid"]).train()
+    changed = {n for n, p in model.named_parameters() if n in names and not torch.equal(p, before[n])}
+    assert any("LayerNorm.weight" in n for n in changed) and any(n.endswith("bias") for n in changed)
+    # only parameters with no gradient path (e.g. the unused pooler) may stay as they were
+    assert all("pooler" in n for n in names - changed), names - changed
+
+
+def test_early_stopping_stops(tmp_path, tiny_encoder):
+    task, model, enc = _setup("defect", tmp_path, tiny_encoder)
+    cfg = TrainConfig(epochs=20, learning_rate=0.0 + 1e-12, evals_per_epoch=1, patience=2, seed=0)
+    result = Trainer(model, task, cfg, enc["labelled"], enc["valid"]).train()
+    assert len(result.history) == 3  # a first score, then two without improvement
+    assert result.steps == 3 * 10
+
+
+def test_collate_pads_to_longest_and_masks(tmp_path, tiny_encoder):
+    task, model, enc = _setup("clone", tmp_path, tiny_encoder)
+    ids, mask = collate(enc["test"], [0, 1, 2])
+    lengths = [len(t) for r in (0, 1, 2) for t in enc["test"].tokens[r]]
+    assert ids.shape == (3, 2, max(lengths))
+    assert mask.sum().item() == sum(lengths)
+    assert (ids[mask == 0] == enc["test"].pad_id).all()
