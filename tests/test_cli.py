@@ -1,0 +1,84 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from avatar.cli import app, main
+
+runner = CliRunner()
+
+
+def _run(args, monkeypatch):
+    """Run the CLI the way the console script does: AvatarError -> one line on stderr, exit code 2."""
+    monkeypatch.setattr(sys, "argv", ["avatar", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["finetune", "--task", "nope", "--out", "OUT"], "unknown task 'nope'"),
+        (["finetune", "--data", "DATA/none", "--out", "OUT"], "data folder not found"),
+        (["finetune", "--data", "DATA", "--out", "OUT", "--model", "./nowhere"], "model folder not found"),
+        (["finetune", "--data", "DATA", "--out", "OUT", "--epochs", "0"], "--epochs must be at least 1"),
+        (["label", "--data", "DATA", "--teacher", "DATA", "--out", "OUT/soft.json"], "not an Avatar model folder"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2_nothing_written(tmp_path, defect_data, capsys, monkeypatch, args, message):
+    args = [a.replace("DATA", str(defect_data)).replace("OUT", str(tmp_path / "out")) for a in args]
+    assert _run(args, monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_data_line_is_reported_with_file_and_line(tmp_path, defect_data, capsys, monkeypatch):
+    lines = (defect_data / "train.jsonl").read_text().splitlines()
+    lines[9] = '{"func": "x", "target": 5}'
+    (defect_data / "train.jsonl").write_text("\n".join(lines) + "\n")
+    assert _run(["finetune", "--data", str(defect_data), "--out", str(tmp_path / "out")], monkeypatch) == 2
+    assert capsys.readouterr().err.strip() == f"error: {defect_data / 'train.jsonl'}:10: target must be 0 or 1, got 5"
+
+
+def test_finetune_then_label(tmp_path, tiny_encoder, clone_data):
+    common = ["--task", "clone", "--data", str(clone_data)]
+    result = runner.invoke(
+        app,
+        ["finetune", *common, "--model", str(tiny_encoder), "--out", str(tmp_path / "t"), "--epochs", "1",
+         "--max-length", "32", "--limit", "20", "--eval-limit", "10", "--lr", "1e-3"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "test" in result.output
+    result = runner.invoke(app, ["label", *common, "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "soft.json")])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((tmp_path / "soft.json").read_text())["labels"]) == 60
+
+
+def test_teacher_command_runs_stage_in_run_dir(tmp_path, tiny_encoder, defect_data):
+    args = ["teacher", "--data", str(defect_data), "--model", str(tiny_encoder), "--out", str(tmp_path / "run"),
+            "--epochs", "1", "--max-length", "32", "--limit", "20", "--eval-limit", "10"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and "(reused)" in result.output
+    assert (tmp_path / "run" / "soft_labels.json").is_file()
+
+
+def test_hub_id_that_cannot_be_fetched_is_a_clear_error(tmp_path, defect_data):
+    # the same from_pretrained path a real hub id takes; offline mode makes the failure immediate
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "AVATAR_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from avatar.cli import main; main()", "finetune", "--data", str(defect_data),
+         "--model", "microsoft/codebert-base", "--out", str(tmp_path / "t")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: cannot download 'microsoft/codebert-base' from the Hugging Face hub (offline or unknown id); "
+        "pass a local model folder or 'minilm'"
+    ]
+    assert not (tmp_path / "t").exists()

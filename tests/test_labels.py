@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import pytest
+
+import avatar.labels as labels_mod
+from avatar.errors import AvatarError
+from avatar.labels import label, load_soft_labels
+from avatar.modeling import load_pretrained, save_classifier
+from avatar.tasks import get_task
+
+
+@pytest.fixture
+def teacher_dir(tmp_path, tiny_encoder):
+    task = get_task("defect")
+    model, tokenizer = load_pretrained(task, str(tiny_encoder))
+    save_classifier(model, tokenizer, task, tmp_path / "teacher")
+    return tmp_path / "teacher"
+
+
+def test_writes_raw_logits_for_every_unlabelled_example(tmp_path, teacher_dir, defect_data):
+    task = get_task("defect")
+    data = task.load(defect_data)
+    summary = label(teacher_dir, task, data.unlabelled, tmp_path / "soft.json")
+    assert summary["examples"] == len(data.unlabelled)
+    doc = json.loads((tmp_path / "soft.json").read_text())
+    assert [row["id"] for row in doc["labels"]] == [e.id for e in data.unlabelled]
+    logits = np.array([row["logits"] for row in doc["labels"]])
+    assert logits.shape == (len(data.unlabelled), 2)
+    # logits, not probabilities: rows do not sum to one and need not lie in [0, 1]
+    assert not np.allclose(logits.sum(axis=1), 1.0)
+    assert [row["pred"] for row in doc["labels"]] == logits.argmax(axis=1).tolist()
+    assert load_soft_labels(tmp_path / "soft.json")[data.unlabelled[0].id] == doc["labels"][0]["logits"]
+
+
+def test_repeated_call_does_no_work(tmp_path, teacher_dir, defect_data, monkeypatch):
+    task = get_task("defect")
+    data = task.load(defect_data)
+    first = label(teacher_dir, task, data.unlabelled, tmp_path / "a.json")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the teacher was loaded again")
+
+    monkeypatch.setattr(labels_mod, "load_classifier", no_model)
+    assert label(teacher_dir, task, data.unlabelled, tmp_path / "a.json") == first
+    (tmp_path / "a.json").unlink()
+    # another output path, same teacher and data: served from the cache
+    assert label(teacher_dir, task, data.unlabelled, tmp_path / "b.json") == {**first, "file": str(tmp_path / "b.json")}
+    # different data or a changed teacher is new work
+    with pytest.raises(AssertionError, match="loaded again"):
+        label(teacher_dir, task, data.unlabelled[:-1], tmp_path / "a.json")
+    (teacher_dir / "config.json").write_text((teacher_dir / "config.json").read_text().replace("}", ', "x": 1}', 1))
+    with pytest.raises(AssertionError, match="loaded again"):
+        label(teacher_dir, task, data.unlabelled, tmp_path / "a.json")
+
+
+def test_bad_soft_label_file(tmp_path):
+    with pytest.raises(AvatarError, match="soft-label file not found"):
+        load_soft_labels(tmp_path / "none.json")
+    (tmp_path / "x.json").write_text("{oops")
+    with pytest.raises(AvatarError, match=r"x.json:1: malformed soft-label file"):
+        load_soft_labels(tmp_path / "x.json")
+    (tmp_path / "y.json").write_text("{}")
+    with pytest.raises(AvatarError, match="not an Avatar soft-label file"):
+        load_soft_labels(tmp_path / "y.json")
