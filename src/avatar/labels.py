@@ -47,11 +47,12 @@ def label(
     """Write the teacher's logits and predictions on ``examples`` to ``out_file``; return the file's summary."""
     teacher_dir = Path(teacher_dir)
     key = sha256_json({"task": task.name, "teacher": teacher_hash(teacher_dir), "data": fingerprint(examples)})
-    if out_file.is_file() and _key_of(out_file) == key:
+    existing = _read_if_valid(out_file)
+    if existing is not None and existing["key"] == key:
         log.info("soft labels up to date: %s", out_file)
-        return _summary(out_file)
+        return _summary(out_file, existing)
     cached = cache_dir() / "soft_labels" / f"{key}.json"
-    if not (cached.is_file() and _key_of(cached) == key):
+    if (_read_if_valid(cached) or {}).get("key") != key:
         model, tokenizer = load_classifier(teacher_dir, task)
         max_length = getattr(model.config, "avatar_max_length", DEFAULT_MAX_LENGTH)
         data = encode(tokenizer, examples, max_length)
@@ -76,7 +77,7 @@ def label(
     tmp = out_file.with_name(f".{out_file.name}.tmp")
     shutil.copyfile(cached, tmp)
     os.replace(tmp, out_file)
-    return _summary(out_file)
+    return _summary(out_file, _read(out_file))
 
 
 def load_soft_labels(path: Path) -> dict[str, list[float]]:
@@ -97,14 +98,13 @@ def _read(path: Path) -> dict:
     return doc
 
 
-def _key_of(path: Path) -> str | None:
+def _read_if_valid(path: Path) -> dict | None:
     try:
-        return _read(path).get("key")
-    except AvatarError:
+        return _read(path)
+    except AvatarError:  # absent or damaged: it is simply redone
         return None
 
 
-def _summary(path: Path) -> dict:
-    doc = _read(path)
+def _summary(path: Path, doc: dict) -> dict:
     preds = [row["pred"] for row in doc["labels"]]
     return {"file": str(path), "examples": len(preds), "predicted_positive": sum(preds), "key": doc["key"]}

@@ -23,10 +23,10 @@ def teacher_stage(run_dir: Path, task: Task, data: TaskData, config: FinetuneCon
     """Fine-tune the teacher unless ``run_dir/teacher`` already holds one made with the same settings; then label."""
     teacher_dir = run_dir / "teacher"
     metrics_file = teacher_dir / METRICS
-    done = metrics_file.is_file() and json.loads(metrics_file.read_text()).get("settings") == asdict(config)
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    done = metrics.get("settings") == asdict(config)
     if done:
         log.info("teacher up to date: %s", teacher_dir)
-        metrics = json.loads(metrics_file.read_text())
     else:
         metrics = finetune(task, data, teacher_dir, config, progress)
     soft = label(teacher_dir, task, data.unlabelled, run_dir / "soft_labels.json", config.train.eval_batch_size, progress)
