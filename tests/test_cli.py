@@ -82,3 +82,35 @@ def test_hub_id_that_cannot_be_fetched_is_a_clear_error(tmp_path, defect_data):
         "pass a local model folder or 'minilm'"
     ]
     assert not (tmp_path / "t").exists()
+
+
+def test_distill_cli_and_its_errors(tmp_path, tiny_encoder, defect_data):
+    run = tmp_path / "run"
+    args = ["teacher", "--data", str(defect_data), "--model", str(tiny_encoder), "--out", str(run), "--epochs", "1",
+            "--max-length", "32", "--limit", "20", "--eval-limit", "10"]
+    assert runner.invoke(app, args).exit_code == 0
+    cfg = tmp_path / "student.json"
+    cfg.write_text(json.dumps({"tokenizer": "WordLevel", "vocab_size": 300, "num_hidden_layers": 1, "hidden_size": 16,
+                               "num_attention_heads": 2, "intermediate_size": 16, "max_sequence_length": 32}))
+    common = ["distill", "--data", str(defect_data), "--soft-labels", str(run / "soft_labels.json"), "--config", str(cfg)]
+    result = runner.invoke(app, [*common, "--out", str(tmp_path / "s"), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "parameters" in result.output and (tmp_path / "s" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"hidden_size": 15}, "hidden_size (15) must be divisible by num_attention_heads (2)"),
+        (None, "soft-label file not found"),
+    ],
+)
+def test_distill_user_errors(tmp_path, defect_data, capsys, monkeypatch, change, message):
+    cfg = tmp_path / "student.json"
+    cfg.write_text(json.dumps({"num_attention_heads": 2, **(change or {})}))
+    args = ["distill", "--data", str(defect_data), "--soft-labels", str(tmp_path / "none.json"), "--config", str(cfg),
+            "--out", str(tmp_path / "s")]
+    assert _run(args, monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "s").exists()

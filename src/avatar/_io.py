@@ -19,6 +19,11 @@ def _umask() -> int:
     return mask
 
 
+def cache_dir() -> Path:
+    """Where results that can be recomputed are kept (``AVATAR_CACHE_DIR``, else ~/.cache/avatar)."""
+    return Path(os.environ.get("AVATAR_CACHE_DIR", Path.home() / ".cache" / "avatar"))
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

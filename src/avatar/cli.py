@@ -1,4 +1,4 @@
-"""Command line: ``avatar finetune``, ``avatar label``, ``avatar teacher``. Errors a user causes: one line, exit 2."""
+"""Avatar: compress large language models of code into tiny students. Errors a user causes: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -161,6 +161,149 @@ def teacher(
     console.print(_metrics_table(f"teacher {model} on {task}{reused}", {"valid": m["valid"], "test": m["test"]}))
     soft = result["soft_labels"]
     console.print(f"teacher: {out / 'teacher'}\nsoft labels: {soft['file']} ({soft['examples']} unlabelled examples)")
+
+
+@app.command("distill")
+def distill_cmd(
+    soft_labels: Annotated[Path, typer.Option("--soft-labels", help="the teacher's soft-label file (avatar label)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the student")],
+    config: Annotated[Path | None, typer.Option("--config", help="student configuration JSON [default: built-in ~2.3 MB config]")] = None,
+    task: TaskOpt = "defect",
+    data: DataOpt = None,
+    epochs: Epochs = 10,
+    temperature: Annotated[float, typer.Option(help="distillation temperature T")] = 2.0,
+    alpha: Annotated[float, typer.Option(help="weight of cross-entropy on the teacher's argmax")] = 0.0,
+    patience: Annotated[int, typer.Option(help="validations without improvement before stopping (0: never stop early)")] = 3,
+    seed: Seed = 42,
+    limit: Annotated[int | None, typer.Option(help="at most this many unlabelled examples (short budget)")] = None,
+    eval_limit: EvalLimit = None,
+) -> None:
+    """Train a student from scratch on the teacher's soft labels, with its own tokenizer."""
+    from avatar.distill import DistillConfig, distill
+    from avatar.labels import load_soft_labels
+    from avatar.student import StudentConfig
+    from avatar.tasks import get_task
+
+    if temperature <= 0:
+        raise AvatarError(f"--temperature must be positive, got {temperature}")
+    if epochs < 1:
+        raise AvatarError(f"--epochs must be at least 1, got {epochs}")
+    student = StudentConfig.load(config) if config else StudentConfig()
+    t = get_task(task)
+    task_data = t.load(data, seed=seed)
+    labels = load_soft_labels(soft_labels)
+    settings = DistillConfig(
+        epochs=epochs, temperature=temperature, alpha=alpha, limit=limit, eval_limit=eval_limit,
+        patience=patience or None, seed=seed,
+    )
+    with _progress() as progress:
+        metrics = distill(t, task_data, labels, student, out, settings, progress)
+    console.print(_metrics_table(f"student on {task}", {"valid": metrics["valid"], "test": metrics["test"]}))
+    console.print(
+        f"{metrics['parameters']:,} parameters, agreement with teacher {metrics['agreement_with_teacher']:.3f}; saved to {out}"
+    )
+
+
+Runs = Annotated[int, typer.Option(help="batch-1 passes timed per model")]
+Threads = Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's]")]
+Country = Annotated[str | None, typer.Option(help="ISO alpha-3 country for carbon intensity [default: world mean]")]
+JsonOut = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def _measure(specs: list[str], task: str, data: Path | None, seed: int, runs: int, threads: int | None, country: str | None, eval_limit: int | None):
+    from avatar.measure import MeasureConfig, load_subject, measure
+    from avatar.tasks import get_task, stratified_sample
+
+    if runs < 1:
+        raise AvatarError(f"--runs must be at least 1, got {runs}")
+    t = get_task(task)
+    task_data = t.load(data, seed=seed)
+    test = task_data.test if eval_limit is None else stratified_sample(task_data.test, eval_limit, seed)[0]
+    cfg = MeasureConfig(runs=runs, threads=threads, country=country, eval_limit=eval_limit)
+    subjects = [load_subject(spec, t, test, task_data.test[: max(runs, cfg.energy_examples)]) for spec in specs]
+    with err_console.status("measuring"):
+        return t, measure(subjects, t, cfg)
+
+
+def _results_table(results: list[dict], main_metric: str) -> Table:
+    table = Table(title="measurements")
+    for col in ("model", main_metric, "params", "size MB", "latency ms (p50/p90)", "ex/s", "J/example", "gCO2e/1k"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in results:
+        score = "n/a (random weights)" if r["test"] is None else f"{r['test'][main_metric]:.4f}"
+        table.add_row(
+            r["model"], score, f"{r['parameters']:,}", f"{r['size_mb']:.2f}",
+            f"{r['latency_ms']['median']:.2f} / {r['latency_ms']['p90']:.2f}",
+            f"{r['throughput']['examples_per_second']:.1f}",
+            f"{r['energy']['joules_per_example']:.4f} ({r['energy']['method']})",
+            f"{r['carbon']['grams_per_1000_examples']:.4f}",
+        )
+    return table
+
+
+def _footer(results: list[dict]) -> str:
+    r = results[0]
+    return (
+        f"{r['latency_ms']['threads']} threads; energy method: {r['energy']['method']}; "
+        f"carbon at {r['carbon']['g_per_kwh']} g/kWh ({r['carbon']['region']}: {r['carbon']['source']})"
+    )
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option("--model", help="model folder, or arch:codebert-base (random weights, costs only)")],
+    task: TaskOpt = "defect",
+    data: DataOpt = None,
+    seed: Seed = 42,
+    runs: Runs = 50,
+    threads: Threads = None,
+    country: Country = None,
+    eval_limit: Annotated[int | None, typer.Option(help="score on at most this many test examples")] = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Test scores, size, CPU latency, throughput, energy and carbon of one model."""
+    import json
+
+    t, results = _measure([model], task, data, seed, runs, threads, country, eval_limit)
+    if as_json:
+        console.print_json(json.dumps(results[0]))
+    else:
+        console.print(_results_table(results, t.main_metric))
+        console.print(_footer(results))
+
+
+@app.command()
+def compare(
+    models: Annotated[list[str], typer.Argument(help="reference model first (the teacher), then the others")],
+    task: TaskOpt = "defect",
+    data: DataOpt = None,
+    seed: Seed = 42,
+    runs: Runs = 50,
+    threads: Threads = None,
+    country: Country = None,
+    eval_limit: Annotated[int | None, typer.Option(help="score on at most this many test examples")] = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Measure models in one interleaved run and print each one's ratios against the first."""
+    import json
+
+    from avatar.measure import ratios
+
+    if len(models) < 2:
+        raise AvatarError("compare needs at least two models (the reference first)")
+    t, results = _measure(models, task, data, seed, runs, threads, country, eval_limit)
+    rel = {r["model"]: ratios(results[0], r, t.main_metric) for r in results[1:]}
+    if as_json:
+        console.print_json(json.dumps({"results": results, "ratios_vs_first": rel}))
+        return
+    console.print(_results_table(results, t.main_metric))
+    for name, q in rel.items():
+        diff = f", {t.main_metric} {q['score_difference']:+.4f}" if "score_difference" in q else ""
+        console.print(
+            f"{name}: {q['size_x']:.1f}x smaller, {q['latency_x']:.1f}x faster, "
+            f"{q['energy_x']:.1f}x less energy ({q['energy_method']}){diff} vs {results[0]['model']}"
+        )
+    console.print(_footer(results))
 
 
 def main() -> None:

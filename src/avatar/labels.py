@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from avatar._io import sha256_file, sha256_json, write_json_atomic
+from avatar._io import cache_dir, sha256_file, sha256_json, write_json_atomic
 from avatar.errors import AvatarError
 from avatar.modeling import load_classifier
 from avatar.tasks import Example, Task, fingerprint
@@ -24,10 +24,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "avatar-soft-labels/1"
 DEFAULT_MAX_LENGTH = 256
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("AVATAR_CACHE_DIR", Path.home() / ".cache" / "avatar"))
 
 
 def teacher_hash(teacher_dir: Path) -> str:

@@ -76,6 +76,14 @@ class SequenceClassifier(nn.Module):
 Classifier = PairClassifier | SequenceClassifier
 
 
+def _encoder(make, *args, **kwargs) -> PreTrainedModel:
+    """An encoder without its pooler where the architecture allows: the pair head never uses it."""
+    try:
+        return make(*args, add_pooling_layer=False, **kwargs)
+    except TypeError:  # architectures without a pooler option
+        return make(*args, **kwargs)
+
+
 def resolve_source(name_or_path: str) -> str:
     """Turn a model name (``minilm``, a local folder, a hub id) into what ``from_pretrained`` takes."""
     if name_or_path == MINILM:
@@ -115,7 +123,7 @@ def load_pretrained(task: Task, name_or_path: str) -> tuple[Classifier, PreTrain
     if task.num_inputs == 1:
         model: Classifier = SequenceClassifier(_from_pretrained(AutoModelForSequenceClassification, source, num_labels=2))
     else:
-        model = PairClassifier(_from_pretrained(AutoModel, source))
+        model = PairClassifier(_encoder(_from_pretrained, AutoModel, source))
     return model, tokenizer
 
 
@@ -124,7 +132,7 @@ def build_from_config(task: Task, config: PretrainedConfig) -> Classifier:
     if task.num_inputs == 1:
         config.num_labels = 2
         return SequenceClassifier(AutoModelForSequenceClassification.from_config(config))
-    return PairClassifier(AutoModel.from_config(config))
+    return PairClassifier(_encoder(AutoModel.from_config, config))
 
 
 def save_classifier(model: Classifier, tokenizer: PreTrainedTokenizerBase, task: Task, out_dir: Path) -> None:
@@ -152,7 +160,7 @@ def load_classifier(model_dir: Path, task: Task) -> tuple[Classifier, PreTrained
         if task.num_inputs == 1:
             model: Classifier = SequenceClassifier(AutoModelForSequenceClassification.from_pretrained(model_dir))
         else:
-            model = PairClassifier(AutoModel.from_config(config))
+            model = PairClassifier(_encoder(AutoModel.from_config, config))
             load_model(model, str(model_dir / WEIGHTS))
     except (OSError, RuntimeError, ValueError, SafetensorError) as e:  # truncated or mismatched weights
         raise AvatarError(f"cannot load weights: {str(e).splitlines()[0]}", model_dir / WEIGHTS) from None

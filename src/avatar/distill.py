@@ -1,0 +1,151 @@
+"""Distil a student from the teacher's soft labels on the unlabelled half.
+
+Loss: KL(teacher || student) on temperature-softened distributions, scaled by T² so its gradients keep their
+size as T changes, optionally plus alpha times cross-entropy on the teacher's argmax. The student never sees a
+ground-truth training label; the labelled validation split picks its best checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+
+from avatar._io import atomic_dir, write_json_atomic
+from avatar.cost import parameter_count
+from avatar.errors import AvatarError
+from avatar.modeling import Classifier, save_classifier
+from avatar.student import StudentConfig, build_student
+from avatar.tasks import Example, Task, TaskData, stratified_sample
+from avatar.trainer import Encoded, TrainConfig, Trainer, encode, predict_logits, score
+from avatar.vocab import distinct_texts, train_tokenizer
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics.json"
+STUDENT_CONFIG = "student_config.json"
+
+
+@dataclass
+class DistillConfig:
+    epochs: int = 10  # passes over the unlabelled half
+    temperature: float = 2.0  # softens teacher and student distributions in the KL term
+    alpha: float = 0.0  # weight of cross-entropy on the teacher's argmax (0: KL only)
+    limit: int | None = None  # at most this many unlabelled examples (the indicator's short-budget mode)
+    eval_limit: int | None = None  # at most this many validation and test examples each
+    patience: int | None = 3  # validations without improvement before stopping (None: never)
+    evals_per_epoch: int = 1  # validations per epoch
+    warmup_ratio: float = 0.1  # share of steps with a rising learning rate
+    weight_decay: float = 0.01  # on weight matrices; biases and LayerNorm weights are trained undecayed
+    seed: int = 42  # subset, initialisation, shuffling, dropout
+
+
+class DistillationTrainer(Trainer):
+    """A ``Trainer`` whose loss follows the teacher's logits instead of ground-truth labels."""
+
+    def __init__(self, *args, teacher_logits: np.ndarray, temperature: float, alpha: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher_logits = torch.as_tensor(teacher_logits, dtype=torch.float32)  # (N, 2), rows as train
+        self.temperature, self.alpha = temperature, alpha
+
+    def loss(self, logits: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+        teacher = self.teacher_logits[list(rows)]  # (B, 2)
+        T = self.temperature
+        loss = F.kl_div(
+            F.log_softmax(logits / T, dim=-1), F.log_softmax(teacher / T, dim=-1), log_target=True, reduction="batchmean"
+        ) * (T * T)
+        if self.alpha:
+            loss = loss + self.alpha * F.cross_entropy(logits, teacher.argmax(dim=-1))
+        return loss
+
+
+def teacher_view(examples: Sequence[Example], soft_labels: dict[str, list[float]]) -> tuple[list[Example], np.ndarray]:
+    """The unlabelled examples as the student sees them: labels replaced by the teacher's predictions."""
+    missing = [ex.id for ex in examples if ex.id not in soft_labels]
+    if missing:
+        raise AvatarError(
+            f"soft labels lack {len(missing)} unlabelled example(s), e.g. {missing[0]!r}: were they made for this data?"
+        )
+    logits = np.array([soft_labels[ex.id] for ex in examples], dtype=np.float32)
+    return [Example(ex.id, ex.texts, int(row.argmax())) for ex, row in zip(examples, logits)], logits
+
+
+def distill(
+    task: Task,
+    data: TaskData,
+    soft_labels: dict[str, list[float]],
+    student: StudentConfig,
+    out_dir: Path,
+    config: DistillConfig | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Train ``student`` from scratch on the soft labels; write the best checkpoint; return its metrics."""
+    config = config or DistillConfig()
+    train_ex, _ = teacher_view(data.unlabelled, soft_labels)
+    if config.limit is not None:
+        train_ex = stratified_sample(train_ex, config.limit, config.seed)[0]  # stratified by teacher prediction
+    logits = np.array([soft_labels[ex.id] for ex in train_ex], dtype=np.float32)
+    valid_ex, test_ex = (
+        d if config.eval_limit is None else stratified_sample(d, config.eval_limit, config.seed)[0]
+        for d in (data.valid, data.test)
+    )
+
+    start = time.perf_counter()
+    tokenizer = train_tokenizer(student.tokenizer, student.vocab_size, distinct_texts(train_ex))
+    tokenizer_seconds = time.perf_counter() - start
+    torch.manual_seed(config.seed)
+    model = build_student(task, student)
+    train, valid, test = (encode(tokenizer, ex, student.max_sequence_length) for ex in (train_ex, valid_ex, test_ex))
+    train_config = TrainConfig(
+        epochs=config.epochs,
+        learning_rate=student.learning_rate,
+        batch_size=student.batch_size,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        evals_per_epoch=config.evals_per_epoch,
+        patience=config.patience,
+        seed=config.seed,
+    )
+    trainer = DistillationTrainer(
+        model, task, train_config, train, valid, progress=progress,
+        teacher_logits=logits, temperature=config.temperature, alpha=config.alpha,
+    )
+    result = trainer.train()
+    metrics = {
+        "task": task.name,
+        "main_metric": task.main_metric,
+        "valid": score(task, model, valid),
+        "test": score(task, model, test),
+        "agreement_with_teacher": _agreement(model, train),
+        "parameters": parameter_count(student, task.num_inputs),
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "tokenizer_seconds": round(tokenizer_seconds, 2),
+        "train_seconds": round(time.perf_counter() - start - tokenizer_seconds, 1),
+        "examples": {"train": len(train), "valid": len(valid), "test": len(test)},
+        "student": asdict(student),
+        "settings": asdict(config),
+        "history": result.history,
+    }
+    save_student(model, tokenizer, task, student, metrics, out_dir)
+    return metrics
+
+
+def _agreement(model: Classifier, train: Encoded) -> float:
+    """Share of training examples where the student predicts what the teacher predicted."""
+    return float((predict_logits(model, train).argmax(axis=1) == train.labels).mean())
+
+
+def save_student(model: Classifier, tokenizer, task: Task, student: StudentConfig, metrics: dict, out_dir: Path) -> None:
+    model.config.avatar_max_length = student.max_sequence_length
+    with atomic_dir(Path(out_dir)) as tmp:
+        save_classifier(model, tokenizer, task, tmp)
+        student.save(tmp / STUDENT_CONFIG)
+        write_json_atomic(tmp / METRICS, metrics)

@@ -1,0 +1,187 @@
+"""Honest measurement of teachers and students: scores, size, CPU latency, throughput, energy, carbon.
+
+Several models measured together are interleaved run by run, so that a slow spell of the machine hits them
+alike and their ratios stay fair. Threads are fixed and reported.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import RobertaConfig
+
+from avatar.energy import J_PER_KWH, EnergyMeter, carbon_intensity, pick_meter
+from avatar.errors import AvatarError
+from avatar.modeling import Classifier, build_from_config, load_classifier
+from avatar.tasks import Example, Task
+from avatar.trainer import Encoded, collate, encode, predict_logits
+
+ARCH_PREFIX = "arch:"
+# codebert-base's architecture (RobertaConfig of microsoft/codebert-base); its costs do not depend on weights
+CODEBERT_BASE = dict(
+    vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+)
+ARCHITECTURES = {"codebert-base": CODEBERT_BASE}
+ARCH_TOKENS = 400  # tokens per function fed to an architecture-only model (CodeXGLUE's CodeBERT block size)
+
+
+@dataclass
+class MeasureConfig:
+    runs: int = 50  # batch-1 forward passes timed per model (after warm-up)
+    warmup: int = 5  # untimed passes first
+    threads: int | None = None  # torch CPU threads (None: what torch uses by default)
+    throughput_batch: int = 32  # batch size of the throughput figure
+    throughput_examples: int = 128  # examples pushed through for the throughput figure
+    energy_rounds: int = 3  # interleaved energy blocks per model
+    energy_examples: int = 16  # batch-1 passes per energy block
+    country: str | None = None  # ISO alpha-3 code for carbon intensity (None: world mean)
+    eval_limit: int | None = None  # score on at most this many test examples (None: all)
+
+
+@dataclass
+class Subject:
+    """One model under measurement and its inputs."""
+
+    name: str
+    model: Classifier
+    parameters: int
+    size_bytes: int  # on disk, every file of the folder (architecture-only: fp32 weights)
+    size_kind: str  # "disk" or "fp32 weights"
+    test: Encoded | None  # tokenised test examples; None when the weights are random (no score)
+    inputs: Encoded  # what latency and energy runs feed the model
+
+
+def _folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def _architecture_inputs(examples: list[Example], vocab_size: int, seed: int = 0) -> Encoded:
+    rng = np.random.default_rng(seed)
+    tokens = [[[0, *rng.integers(5, vocab_size, ARCH_TOKENS - 2).tolist(), 2] for _ in ex.texts] for ex in examples]
+    return Encoded(ids=[ex.id for ex in examples], tokens=tokens, labels=np.array([ex.label for ex in examples]), pad_id=1)
+
+
+def load_subject(spec: str, task: Task, test_examples: list[Example], latency_examples: list[Example]) -> Subject:
+    """A model folder, or ``arch:codebert-base`` for that architecture with random weights (costs only)."""
+    if spec.startswith(ARCH_PREFIX):
+        name = spec[len(ARCH_PREFIX):]
+        if name not in ARCHITECTURES:
+            raise AvatarError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}")
+        torch.manual_seed(0)
+        model = build_from_config(task, RobertaConfig(**ARCHITECTURES[name])).eval()
+        params = sum(p.numel() for p in model.parameters())
+        inputs = _architecture_inputs(latency_examples, ARCHITECTURES[name]["vocab_size"])
+        return Subject(spec, model, params, params * 4, "fp32 weights", None, inputs)
+    model, tokenizer = load_classifier(Path(spec), task)
+    max_length = getattr(model.config, "avatar_max_length", 512)
+    return Subject(
+        name=spec,
+        model=model,
+        parameters=sum(p.numel() for p in model.parameters()),
+        size_bytes=_folder_size(Path(spec)),
+        size_kind="disk",
+        test=encode(tokenizer, test_examples, max_length),
+        inputs=encode(tokenizer, latency_examples, max_length),
+    )
+
+
+@torch.no_grad()
+def _forward_one(subject: Subject, row: int) -> float:
+    ids, mask = collate(subject.inputs, [row])
+    start = time.perf_counter()
+    subject.model(ids, mask)
+    return time.perf_counter() - start
+
+
+def _throughput(subject: Subject, cfg: MeasureConfig) -> float:
+    rows = [i % len(subject.inputs) for i in range(cfg.throughput_examples)]
+    data = Encoded([subject.inputs.ids[r] for r in rows], [subject.inputs.tokens[r] for r in rows], subject.inputs.labels[rows], subject.inputs.pad_id)
+    start = time.perf_counter()
+    predict_logits(subject.model, data, cfg.throughput_batch)
+    return len(rows) / (time.perf_counter() - start)
+
+
+def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: EnergyMeter | None = None) -> list[dict]:
+    """Measure every subject the same way, interleaved; return one result dict per subject."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    threads = torch.get_num_threads()
+    meter = meter or pick_meter()
+    intensity = carbon_intensity(cfg.country)
+    for s in subjects:
+        s.model.eval()
+        for i in range(cfg.warmup):
+            _forward_one(s, i % len(s.inputs))
+
+    times: dict[str, list[float]] = {s.name: [] for s in subjects}
+    for i in range(cfg.runs):
+        for s in subjects:
+            times[s.name].append(_forward_one(s, i % len(s.inputs)))
+
+    joules: dict[str, list[float]] = {s.name: [] for s in subjects}
+    for _ in range(cfg.energy_rounds):
+        for s in subjects:
+            meter.start()
+            for i in range(cfg.energy_examples):
+                _forward_one(s, i % len(s.inputs))
+            joules[s.name].append(meter.stop() / cfg.energy_examples)
+
+    results = []
+    for s in subjects:
+        t = sorted(times[s.name])
+        j = statistics.median(joules[s.name])
+        scores = None
+        if s.test is not None:
+            preds = predict_logits(s.model, s.test).argmax(axis=1)
+            scores = {**task.metrics(s.test.labels.tolist(), preds.tolist()), "examples": len(s.test)}
+        kwh_1k = j * 1000 / J_PER_KWH
+        results.append({
+            "model": s.name,
+            "task": task.name,
+            "test": scores,
+            "parameters": s.parameters,
+            "size_bytes": s.size_bytes,
+            "size_mb": round(s.size_bytes / 1e6, 3),
+            "size_kind": s.size_kind,
+            "latency_ms": {
+                "median": round(1e3 * statistics.median(t), 3),
+                "p90": round(1e3 * t[min(len(t) - 1, int(0.9 * len(t)))], 3),
+                "runs": len(t),
+                "batch_size": 1,
+                "threads": threads,
+            },
+            "throughput": {"batch_size": cfg.throughput_batch, "examples_per_second": round(_throughput(s, cfg), 2)},
+            "energy": {
+                "method": meter.method,
+                "joules_per_example": round(j, 6),
+                "kwh_per_1000_examples": kwh_1k,
+                "examples": cfg.energy_rounds * cfg.energy_examples,
+            },
+            "carbon": {
+                "grams_per_1000_examples": kwh_1k * intensity["g_per_kwh"],
+                "g_per_kwh": intensity["g_per_kwh"],
+                "region": intensity["region"],
+                "source": intensity["source"],
+                "energy_method": meter.method,
+            },
+        })
+    return results
+
+
+def ratios(reference: dict, other: dict, main_metric: str) -> dict:
+    """How much smaller, faster and frugal ``other`` is than ``reference``, and the score it gives up."""
+    out = {
+        "size_x": reference["size_bytes"] / other["size_bytes"],
+        "latency_x": reference["latency_ms"]["median"] / other["latency_ms"]["median"],
+        "energy_x": reference["energy"]["joules_per_example"] / other["energy"]["joules_per_example"],
+        "energy_method": other["energy"]["method"],
+    }
+    if reference["test"] and other["test"]:
+        out["score_difference"] = other["test"][main_metric] - reference["test"][main_metric]
+    return out

@@ -1,0 +1,91 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avatar.distill import DistillConfig, DistillationTrainer, distill, teacher_view
+from avatar.errors import AvatarError
+from avatar.labels import label, load_soft_labels
+from avatar.modeling import load_classifier
+from avatar.student import StudentConfig, build_student
+from avatar.tasks import get_task
+from avatar.teacher import FinetuneConfig, finetune
+from avatar.trainer import TrainConfig, encode
+
+from conftest import write_defect_data
+
+TINY = StudentConfig(tokenizer="WordLevel", vocab_size=300, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
+                     intermediate_size=48, max_sequence_length=48, learning_rate=3e-3, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory, tiny_encoder):
+    """A tiny teacher fine-tuned on the easy synthetic defect task, and its soft labels."""
+    root = tmp_path_factory.mktemp("taught")
+    task = get_task("defect")
+    data = task.load(write_defect_data(root / "data", sizes=(400, 60, 60)))
+    cfg = FinetuneConfig(model=str(tiny_encoder), max_length=48, train=TrainConfig(epochs=6, learning_rate=3e-3, warmup_ratio=0.0, seed=0))
+    metrics = finetune(task, data, root / "teacher", cfg)
+    label(root / "teacher", task, data.unlabelled, root / "soft.json")
+    return task, data, load_soft_labels(root / "soft.json"), metrics
+
+
+def test_student_reaches_most_of_the_teacher_score(tmp_path, taught):
+    task, data, soft, teacher_metrics = taught
+    assert teacher_metrics["test"]["accuracy"] >= 0.85
+    metrics = distill(task, data, soft, TINY, tmp_path / "student", DistillConfig(epochs=8, patience=None, seed=0))
+    assert metrics["test"]["accuracy"] >= 0.9 * teacher_metrics["test"]["accuracy"], metrics["history"]
+    assert metrics["agreement_with_teacher"] >= 0.9
+    saved = json.loads((tmp_path / "student" / "metrics.json").read_text())
+    assert saved["test"] == metrics["test"]
+    assert StudentConfig.load(tmp_path / "student" / "student_config.json") == TINY
+    model, _ = load_classifier(tmp_path / "student", task)
+    assert model.config.avatar_max_length == TINY.max_sequence_length
+
+
+def test_same_seed_same_metrics(tmp_path, taught):
+    task, data, soft, _ = taught
+    settings = DistillConfig(epochs=2, limit=80, eval_limit=30, seed=3)
+    a = distill(task, data, soft, TINY, tmp_path / "a", settings)
+    b = distill(task, data, soft, TINY, tmp_path / "b", settings)
+    assert a["history"] == b["history"] and a["test"] == b["test"]
+    assert a["examples"] == {"train": 80, "valid": 30, "test": 30}  # the short-budget mode
+
+
+def test_student_never_sees_ground_truth(taught):
+    task, data, soft, _ = taught
+    flipped = {k: [v[1], v[0]] for k, v in soft.items()}  # a teacher that is always wrong
+    view, logits = teacher_view(data.unlabelled, flipped)
+    assert np.allclose(logits, [flipped[ex.id] for ex in data.unlabelled])
+    assert all(ex.label == int(np.argmax(flipped[ex.id])) for ex in view)
+
+
+def test_missing_soft_labels_is_a_clear_error(tmp_path, taught):
+    task, data, soft, _ = taught
+    partial = dict(list(soft.items())[:-1])
+    with pytest.raises(AvatarError, match="soft labels lack 1 unlabelled example"):
+        distill(task, data, partial, TINY, tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_kl_loss_is_zero_when_student_matches_teacher_and_trains_biases_and_layernorm(taught):
+    task, data, soft, _ = taught
+    view, logits = teacher_view(data.unlabelled, soft)
+    from avatar.vocab import distinct_texts, train_tokenizer
+
+    tok = train_tokenizer(TINY.tokenizer, TINY.vocab_size, distinct_texts(view))
+    train, valid = encode(tok, view, 48), encode(tok, data.valid, 48)
+    torch.manual_seed(0)
+    model = build_student(task, TINY)
+    trainer = DistillationTrainer(model, task, TrainConfig(epochs=1, learning_rate=3e-3, seed=0), train, valid,
+                                  teacher_logits=logits, temperature=2.0, alpha=0.0)
+    rows = [0, 1, 2, 3]
+    assert trainer.loss(torch.as_tensor(logits[rows]), rows).item() == pytest.approx(0.0, abs=1e-6)
+    assert trainer.loss(torch.zeros(4, 2), rows).item() > 0
+    with_ce = DistillationTrainer(model, task, TrainConfig(), train, valid, teacher_logits=logits, temperature=2.0, alpha=0.5)
+    assert with_ce.loss(torch.as_tensor(logits[rows]), rows).item() > 0  # the CE term is never zero
+    watched = {n: p.detach().clone() for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n}
+    trainer.train()
+    changed = [n for n, p in model.named_parameters() if n in watched and not torch.equal(p, watched[n])]
+    assert any("LayerNorm.weight" in n for n in changed) and any(n.endswith("bias") for n in changed)

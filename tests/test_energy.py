@@ -1,0 +1,72 @@
+import sys
+import types
+
+import pytest
+
+from avatar.energy import CodeCarbonEstimate, NvmlMeter, RaplMeter, carbon_intensity, pick_meter
+from avatar.errors import AvatarError
+
+
+def _zone(root, name, label, energy, wrap=1000):
+    zone = root / name
+    zone.mkdir(parents=True)
+    (zone / "name").write_text(label + "\n")
+    (zone / "energy_uj").write_text(f"{energy}\n")
+    (zone / "max_energy_range_uj").write_text(f"{wrap}\n")
+    return zone
+
+
+def test_rapl_sums_package_domains_and_handles_wrap(tmp_path):
+    pkg0 = _zone(tmp_path, "intel-rapl:0", "package-0", 900)
+    pkg1 = _zone(tmp_path, "intel-rapl:1", "package-1", 100)
+    _zone(tmp_path, "intel-rapl:0:0", "core", 5)  # sub-zone: already inside package-0
+    _zone(tmp_path, "intel-rapl:2", "psys", 5)  # platform domain: not a package
+    assert RaplMeter.available(tmp_path)
+    meter = RaplMeter(tmp_path)
+    meter.start()
+    (pkg0 / "energy_uj").write_text("150\n")  # wrapped: 900 -> 1000 -> 150, i.e. 250 uJ
+    (pkg1 / "energy_uj").write_text("400\n")  # 300 uJ
+    assert meter.stop() == pytest.approx(550e-6)
+
+
+def test_rapl_absent(tmp_path):
+    assert not RaplMeter.available(tmp_path)
+    _zone(tmp_path, "intel-rapl:0", "dram", 1)
+    assert not RaplMeter.available(tmp_path)
+
+
+def test_nvml_meter_reads_millijoules(monkeypatch):
+    readings = iter([1000, 4500])
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: "gpu0",
+        nvmlDeviceGetTotalEnergyConsumption=lambda h: next(readings),
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert NvmlMeter.available()
+    meter = NvmlMeter()
+    meter.start()
+    assert meter.stop() == pytest.approx(3.5)
+    assert pick_meter(gpu=True).method == "nvml"
+
+
+def test_codecarbon_estimate_is_checked(monkeypatch):
+    meter = CodeCarbonEstimate()
+    meter.start()
+    sum(range(200_000))
+    joules = meter.stop()
+    assert joules > 0 and meter.method == "estimate"
+    meter._tracker.final_emissions_data.energy_consumed = float("nan")  # what a silent failure looks like
+    monkeypatch.setattr(meter._tracker, "stop", lambda: None)
+    with pytest.raises(AvatarError, match="CodeCarbon returned no usable energy"):
+        meter.stop()
+
+
+def test_carbon_intensity():
+    world = carbon_intensity()
+    assert world["region"] == "world" and 200 < world["g_per_kwh"] < 800
+    fra = carbon_intensity("fra")
+    assert fra["region"] == "FRA" and fra["g_per_kwh"] < world["g_per_kwh"]
+    with pytest.raises(AvatarError, match="unknown country 'XX'"):
+        carbon_intensity("XX")
