@@ -94,6 +94,10 @@ def main() -> None:
     print((RESULTS / "distill.md").read_text())
 
 
+def _x(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.1f}x"
+
+
 def write_markdown(r: dict) -> None:
     name = {m["model"]: Path(m["model"]).name if not m["model"].startswith("arch:") else m["model"] for m in r["measured"]}
     lines = [
@@ -104,14 +108,14 @@ def write_markdown(r: dict) -> None:
         f"teacher soft labels only), best checkpoint by validation accuracy ({r['data']['valid']}), scored on the full "
         f"CodeXGLUE test set ({r['data']['test']}).",
         "",
-        "| model | test acc | test F1 | params | size MB | latency ms p50 / p90 (batch 1) | ex/s (batch 32) | J / example | gCO2e / 1k ex |",
+        "| model | test acc | test F1 | params | size MB (fp32 weights / on disk) | latency ms p50 / p90 (batch 1) | ex/s (batch 32) | J / example | gCO2e / 1k ex |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in r["measured"]:
         t = m["test"]
         acc, f1 = ("n/a (random weights)", "n/a") if t is None else (f"{t['accuracy']:.4f}", f"{t['f1']:.4f}")
         lines.append(
-            f"| {name[m['model']]} | {acc} | {f1} | {m['parameters']:,} | {m['size_mb']:.2f} ({m['size_kind']}) "
+            f"| {name[m['model']]} | {acc} | {f1} | {m['parameters']:,} | {m['size_mb']:.2f} / {'-' if m['disk_bytes'] is None else f"{m['disk_bytes'] / 1e6:.2f}"} "
             f"| {m['latency_ms']['median']:.2f} / {m['latency_ms']['p90']:.2f} | {m['throughput']['examples_per_second']:.1f} "
             f"| {m['energy']['joules_per_example']:.4f} ({m['energy']['method']}) | {m['carbon']['grams_per_1000_examples']:.4f} |"
         )
@@ -119,7 +123,7 @@ def write_markdown(r: dict) -> None:
     for title, key in (("vs the MiniLM teacher", "vs_minilm_teacher"), ("vs the codebert-base architecture", "vs_codebert_base_architecture")):
         for model, q in r[key].items():
             diff = f", accuracy {100 * q['score_difference']:+.2f}" if "score_difference" in q else ""
-            lines.append(f"- {name[model]} {title}: {q['size_x']:.1f}x smaller, {q['latency_x']:.1f}x faster, {q['energy_x']:.1f}x less energy ({q['energy_method']}){diff}")
+            lines.append(f"- {name[model]} {title}: {_x(q['size_x'])} smaller, {_x(q['latency_x'])} faster, {_x(q['energy_x'])} less energy ({q['energy_method']}){diff}")
     m0 = r["measured"][0]
     lines += [
         "",

@@ -7,6 +7,7 @@ anything at all beats chance clearly, while one that learns nothing stays near 5
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -108,6 +109,18 @@ def defect_data(tmp_path) -> Path:
 @pytest.fixture
 def clone_data(tmp_path) -> Path:
     return write_clone_data(tmp_path / "clone")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory):
+    """Keep the suite out of ~/.cache, also for module- and session-scoped fixtures that run first."""
+    previous = os.environ.get("AVATAR_CACHE_DIR")
+    os.environ["AVATAR_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        del os.environ["AVATAR_CACHE_DIR"]
+    else:
+        os.environ["AVATAR_CACHE_DIR"] = previous
 
 
 @pytest.fixture(autouse=True)

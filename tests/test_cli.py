@@ -26,6 +26,12 @@ def _run(args, monkeypatch):
         (["finetune", "--data", "DATA/none", "--out", "OUT"], "data folder not found"),
         (["finetune", "--data", "DATA", "--out", "OUT", "--model", "./nowhere"], "model folder not found"),
         (["finetune", "--data", "DATA", "--out", "OUT", "--epochs", "0"], "--epochs must be at least 1"),
+        (["finetune", "--data", "DATA", "--out", "OUT", "--limit", "-3"], "--limit must be at least 1, got -3"),
+        (["finetune", "--data", "DATA", "--out", "OUT", "--lr", "0"], "--lr must be positive"),
+        (["label", "--data", "DATA", "--teacher", "DATA", "--out", "OUT/s.json", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["evaluate", "--data", "DATA", "--model", "DATA", "--threads", "0"], "--threads must be at least 1"),
+        (["distill", "--data", "DATA", "--soft-labels", "DATA/x", "--out", "OUT", "--alpha", "-1"], "--alpha must be at least 0"),
+        (["compare", "DATA", "--data", "DATA"], "compare needs at least two models"),
         (["label", "--data", "DATA", "--teacher", "DATA", "--out", "OUT/soft.json"], "not an Avatar model folder"),
     ],
 )
@@ -53,7 +59,8 @@ def test_finetune_then_label(tmp_path, tiny_encoder, clone_data):
          "--max-length", "32", "--limit", "20", "--eval-limit", "10", "--lr", "1e-3"],
     )
     assert result.exit_code == 0, result.output
-    assert "test" in result.output
+    assert "teacher" in result.output and "accuracy" in result.output
+    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["examples"]["train"] == 20
     result = runner.invoke(app, ["label", *common, "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "soft.json")])
     assert result.exit_code == 0, result.output
     assert len(json.loads((tmp_path / "soft.json").read_text())["labels"]) == 60
@@ -84,7 +91,7 @@ def test_hub_id_that_cannot_be_fetched_is_a_clear_error(tmp_path, defect_data):
     assert not (tmp_path / "t").exists()
 
 
-def test_distill_cli_and_its_errors(tmp_path, tiny_encoder, defect_data):
+def test_distill_cli(tmp_path, tiny_encoder, defect_data):
     run = tmp_path / "run"
     args = ["teacher", "--data", str(defect_data), "--model", str(tiny_encoder), "--out", str(run), "--epochs", "1",
             "--max-length", "32", "--limit", "20", "--eval-limit", "10"]

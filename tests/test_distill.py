@@ -6,7 +6,7 @@ import torch
 
 from avatar.distill import DistillConfig, DistillationTrainer, distill, teacher_view
 from avatar.errors import AvatarError
-from avatar.labels import label, load_soft_labels
+from avatar.labels import SoftLabels, label, load_soft_labels
 from avatar.modeling import load_classifier
 from avatar.student import StudentConfig, build_student
 from avatar.tasks import get_task
@@ -55,18 +55,31 @@ def test_same_seed_same_metrics(tmp_path, taught):
 
 def test_student_never_sees_ground_truth(taught):
     task, data, soft, _ = taught
-    flipped = {k: [v[1], v[0]] for k, v in soft.items()}  # a teacher that is always wrong
-    view, logits = teacher_view(data.unlabelled, flipped)
+    flipped = {k: [v[1], v[0]] for k, v in soft.logits.items()}  # a teacher that is always wrong
+    view, logits = teacher_view(data.unlabelled, SoftLabels(soft.data, flipped))
     assert np.allclose(logits, [flipped[ex.id] for ex in data.unlabelled])
     assert all(ex.label == int(np.argmax(flipped[ex.id])) for ex in view)
+    assert all(ex.label != truth.label for ex, truth in zip(view, data.unlabelled))
 
 
 def test_missing_soft_labels_is_a_clear_error(tmp_path, taught):
     task, data, soft, _ = taught
-    partial = dict(list(soft.items())[:-1])
+    partial = SoftLabels(soft.data, dict(list(soft.logits.items())[:-1]))
     with pytest.raises(AvatarError, match="soft labels lack 1 unlabelled example"):
         distill(task, data, partial, TINY, tmp_path / "s")
+    other_data = SoftLabels("0" * 64, soft.logits)  # e.g. labels of another data folder with the same ids
+    with pytest.raises(AvatarError, match="made for other data"):
+        distill(task, data, other_data, TINY, tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_refuses_to_overwrite_a_folder_it_did_not_write(tmp_path, taught):
+    task, data, soft, _ = taught
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(AvatarError, match="not empty and was not written by Avatar"):
+        distill(task, data, soft, TINY, tmp_path / "mine", DistillConfig(epochs=1, limit=20))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 def test_kl_loss_is_zero_when_student_matches_teacher_and_trains_biases_and_layernorm(taught):

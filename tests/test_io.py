@@ -1,8 +1,10 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from avatar._io import atomic_dir, sha256_json, write_json_atomic
+from avatar.errors import AvatarError
 
 
 def test_write_json_atomic_leaves_no_temp_files(tmp_path):
@@ -15,12 +17,28 @@ def test_atomic_dir_replaces_on_success_and_keeps_old_on_failure(tmp_path):
     target = tmp_path / "model"
     with atomic_dir(target) as tmp:
         (tmp / "w").write_text("one")
+        (tmp / "metrics.json").write_text("{}")
     assert (target / "w").read_text() == "one"
     with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
         (tmp / "w").write_text("half")
         raise RuntimeError("killed")
     assert (target / "w").read_text() == "one"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_never_replaces_a_folder_avatar_did_not_write(tmp_path, monkeypatch):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("mine")
+    with pytest.raises(AvatarError, match="not empty and was not written by Avatar"), atomic_dir(tmp_path / "docs"):
+        pass
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(AvatarError, match="not a folder"), atomic_dir(tmp_path / "file"):
+        pass
+    monkeypatch.chdir(tmp_path / "docs")
+    (tmp_path / "docs" / "metrics.json").write_text("{}")
+    with pytest.raises(AvatarError, match="current folder"), atomic_dir(Path(".")):
+        pass
+    assert (tmp_path / "docs" / "a.txt").read_text() == "mine"
 
 
 def test_sha256_json_ignores_key_order():

@@ -7,7 +7,7 @@ import avatar.labels as labels_mod
 from avatar.errors import AvatarError
 from avatar.labels import label, load_soft_labels
 from avatar.modeling import load_pretrained, save_classifier
-from avatar.tasks import get_task
+from avatar.tasks import fingerprint, get_task
 
 
 @pytest.fixture
@@ -30,7 +30,9 @@ def test_writes_raw_logits_for_every_unlabelled_example(tmp_path, teacher_dir, d
     # logits, not probabilities: rows do not sum to one and need not lie in [0, 1]
     assert not np.allclose(logits.sum(axis=1), 1.0)
     assert [row["pred"] for row in doc["labels"]] == logits.argmax(axis=1).tolist()
-    assert load_soft_labels(tmp_path / "soft.json")[data.unlabelled[0].id] == doc["labels"][0]["logits"]
+    loaded = load_soft_labels(tmp_path / "soft.json")
+    assert loaded.logits[data.unlabelled[0].id] == doc["labels"][0]["logits"]
+    assert loaded.data == fingerprint(data.unlabelled)
 
 
 def test_repeated_call_does_no_work(tmp_path, teacher_dir, defect_data, monkeypatch):
@@ -63,3 +65,22 @@ def test_bad_soft_label_file(tmp_path):
     (tmp_path / "y.json").write_text("{}")
     with pytest.raises(AvatarError, match="not an Avatar soft-label file"):
         load_soft_labels(tmp_path / "y.json")
+    row = {"id": "1", "logits": [0.5, float("nan")], "pred": 0}
+    (tmp_path / "z.json").write_text(json.dumps({"format": labels_mod.FORMAT, "key": "k", "data": "d", "labels": [row]}))
+    with pytest.raises(AvatarError, match="damaged soft-label file"):
+        load_soft_labels(tmp_path / "z.json")
+
+
+def test_teacher_must_not_label_its_own_training_examples(tmp_path, tiny_encoder, defect_data):
+    from avatar.teacher import FinetuneConfig, finetune
+    from avatar.trainer import TrainConfig
+
+    task = get_task("defect")
+    data = task.load(defect_data, seed=1)
+    finetune(task, data, tmp_path / "t", FinetuneConfig(model=str(tiny_encoder), max_length=32, train=TrainConfig(epochs=1)))
+    other_split = task.load(defect_data, seed=2)  # another seed: some of its unlabelled half taught the teacher
+    with pytest.raises(AvatarError, match="the teacher was fine-tuned on .* of the examples it should label"):
+        label(tmp_path / "t", task, other_split.unlabelled, tmp_path / "soft.json")
+    with pytest.raises(AvatarError, match="not an Avatar model folder"):
+        label(tmp_path / "nowhere", task, data.unlabelled, tmp_path / "soft.json")
+    assert not (tmp_path / "soft.json").exists()

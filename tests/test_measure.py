@@ -43,7 +43,8 @@ def test_measure_reports_every_field(model_dir, defect_data):
     assert set(result["test"]) == {"accuracy", "precision", "recall", "f1", "examples"}
     assert result["test"]["examples"] == len(data.test)
     assert result["parameters"] == sum(p.numel() for p in subject.model.parameters())
-    assert result["size_bytes"] == sum(p.stat().st_size for p in model_dir.iterdir())
+    assert result["size_bytes"] == 4 * result["parameters"]  # fp32 weights, comparable with architectures
+    assert result["disk_bytes"] == sum(p.stat().st_size for p in model_dir.iterdir())
     lat = result["latency_ms"]
     assert lat["runs"] == 4 and lat["batch_size"] == 1 and lat["threads"] >= 1 and 0 < lat["median"] <= lat["p90"]
     assert result["throughput"]["examples_per_second"] > 0
@@ -60,7 +61,7 @@ def test_architecture_only_model_has_costs_but_no_score(monkeypatch, defect_data
     task = get_task("defect")
     data = task.load(defect_data)
     arch = load_subject("arch:codebert-base", task, data.test, data.test[:4])
-    assert arch.test is None and arch.size_kind == "fp32 weights" and arch.size_bytes == 4 * arch.parameters
+    assert arch.test is None and arch.disk_bytes is None
     assert all(len(t) == 16 for ex in arch.inputs.tokens for t in ex)
     real = load_subject(str(model_dir), task, data.test, data.test[:4])
     ref, other = measure([arch, real], task, FAST, meter=CountingMeter())
@@ -75,6 +76,8 @@ def test_ratios():
     a = {"size_bytes": 100, "latency_ms": {"median": 10.0}, "energy": {"joules_per_example": 4.0, "method": "rapl"}, "test": {"f1": 0.9}}
     b = {"size_bytes": 10, "latency_ms": {"median": 2.0}, "energy": {"joules_per_example": 0.5, "method": "rapl"}, "test": {"f1": 0.85}}
     assert ratios(a, b, "f1") == {"size_x": 10.0, "latency_x": 5.0, "energy_x": 8.0, "energy_method": "rapl", "score_difference": pytest.approx(-0.05)}
+    b["energy"]["joules_per_example"] = 0.0  # a counter too coarse to see the work
+    assert ratios(a, b, "f1")["energy_x"] is None
 
 
 def test_evaluate_and_compare_cli(model_dir, defect_data):
@@ -85,6 +88,10 @@ def test_evaluate_and_compare_cli(model_dir, defect_data):
     doc = json.loads(result.output)
     assert {"test", "parameters", "size_bytes", "latency_ms", "throughput", "energy", "carbon"} <= set(doc)
     assert doc["energy"]["method"] in {"rapl", "nvml", "estimate"} and doc["test"]["examples"] == 10
-    result = runner.invoke(app, ["compare", str(model_dir), str(model_dir), *args])
+    result = runner.invoke(app, ["compare", str(model_dir), str(model_dir), *args, "--json"])
     assert result.exit_code == 0, result.output
-    assert "x smaller" in result.output and "g/kWh" in result.output
+    doc = json.loads(result.output)
+    assert len(doc["results"]) == 2 and all(r["latency_ms"]["runs"] == 3 for r in doc["results"])  # not merged
+    assert doc["ratios_vs_first"][0]["size_x"] == 1.0
+    result = runner.invoke(app, ["compare", str(model_dir), str(model_dir), *args])
+    assert result.exit_code == 0 and "1.0x smaller" in result.output and "g/kWh" in result.output

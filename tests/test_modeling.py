@@ -48,8 +48,13 @@ def test_pair_classifier_concatenates_first_tokens(tiny_encoder):
 def test_build_from_config_is_random_init(tiny_encoder):
     from transformers import AutoConfig
 
+    pretrained, _ = load_pretrained(get_task("clone"), str(tiny_encoder))
+    torch.manual_seed(123)
     model = build_from_config(get_task("clone"), AutoConfig.from_pretrained(tiny_encoder))
     assert isinstance(model, PairClassifier)
+    a = pretrained.encoder.embeddings.word_embeddings.weight
+    b = model.encoder.embeddings.word_embeddings.weight
+    assert a.shape == b.shape and not torch.equal(a, b)
 
 
 def test_wrong_task_and_broken_folders(tmp_path, tiny_encoder):

@@ -35,3 +35,23 @@ def test_failed_finetune_writes_nothing(tmp_path, defect_data):
         finetune(get_task("defect"), get_task("defect").load(defect_data), tmp_path / "teacher", config)
     assert not (tmp_path / "teacher").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["defect"]
+
+
+def test_interrupted_save_leaves_no_folder(tmp_path, tiny_encoder, defect_data, monkeypatch):
+    import avatar.teacher as teacher_mod
+
+    def half_written(model, tokenizer, task, folder):
+        (folder / "model.safetensors").write_bytes(b"partial")
+        raise KeyboardInterrupt  # the user pressed Ctrl-C while the weights were being written
+
+    monkeypatch.setattr(teacher_mod, "save_classifier", half_written)
+    config = FinetuneConfig(model=str(tiny_encoder), max_length=32, limit=20, eval_limit=10, train=TrainConfig(epochs=1))
+    with pytest.raises(KeyboardInterrupt):
+        finetune(get_task("defect"), get_task("defect").load(defect_data), tmp_path / "teacher", config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["defect"]
+
+
+def test_max_length_beyond_the_model_is_refused(tmp_path, tiny_encoder, defect_data):
+    config = FinetuneConfig(model=str(tiny_encoder), max_length=500)  # the tiny encoder has 66 positions
+    with pytest.raises(AvatarError, match="--max-length 500 exceeds what"):
+        finetune(get_task("defect"), get_task("defect").load(defect_data), tmp_path / "teacher", config)

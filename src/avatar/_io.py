@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from avatar.errors import AvatarError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -39,13 +41,42 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def copy_atomic(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def write_json_atomic(path: Path, obj: Any, indent: int | None = 2) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
+
+
+METRICS = "metrics.json"  # written last into every model folder Avatar makes: its mark of a finished folder
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse an output folder that holds something other than a model folder Avatar wrote."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise AvatarError("output exists and is not a folder", path)
+    if path.is_dir() and any(path.iterdir()) and not (path / METRICS).is_file():
+        raise AvatarError("output folder is not empty and was not written by Avatar; choose another --out", path)
+    if path.resolve() == Path.cwd().resolve():
+        raise AvatarError("output folder is the current folder; choose a new one", path)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path``, on failure it is removed."""
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

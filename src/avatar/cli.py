@@ -60,15 +60,29 @@ def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
     return table
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _at_least(minimum: float, **options: float | None) -> None:
+    """Options (by their python names) that must be at least ``minimum`` when given."""
+    for name, value in options.items():
+        if value is not None and not value >= minimum:
+            raise AvatarError(f"{_flag(name)} must be at least {minimum:g}, got {value}")
+
+
+def _positive(**options: float) -> None:
+    for name, value in options.items():
+        if not value > 0:
+            raise AvatarError(f"{_flag(name)} must be positive, got {value}")
+
+
 def _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed):
     from avatar.teacher import FinetuneConfig
     from avatar.trainer import TrainConfig
 
-    for name, value in (("--max-length", max_length), ("--epochs", epochs), ("--batch-size", batch_size)):
-        if value < 1:
-            raise AvatarError(f"{name} must be at least 1, got {value}")
-    if lr <= 0:
-        raise AvatarError(f"--lr must be positive, got {lr}")
+    _at_least(1, max_length=max_length, epochs=epochs, batch_size=batch_size, limit=limit, eval_limit=eval_limit)
+    _positive(lr=lr)
     train = TrainConfig(epochs=epochs, learning_rate=lr, batch_size=batch_size, seed=seed)
     return FinetuneConfig(model=model, max_length=max_length, limit=limit, eval_limit=eval_limit, train=train)
 
@@ -90,7 +104,7 @@ def finetune(
     data: DataOpt = None,
     model: Model = "minilm",
     epochs: Epochs = 3,
-    lr: Lr = 2e-5,
+    lr: Lr = 5e-5,
     batch_size: Batch = 16,
     max_length: MaxLen = 256,
     seed: Seed = 42,
@@ -123,6 +137,7 @@ def label_cmd(
     from avatar.labels import label
     from avatar.tasks import get_task
 
+    _at_least(1, batch_size=batch_size)
     t = get_task(task)
     task_data = t.load(data, seed=seed)
     with _progress() as progress:
@@ -179,19 +194,20 @@ def distill_cmd(
     eval_limit: EvalLimit = None,
 ) -> None:
     """Train a student from scratch on the teacher's soft labels, with its own tokenizer."""
+    from avatar._io import check_replaceable
     from avatar.distill import DistillConfig, distill
     from avatar.labels import load_soft_labels
     from avatar.student import StudentConfig
     from avatar.tasks import get_task
 
-    if temperature <= 0:
-        raise AvatarError(f"--temperature must be positive, got {temperature}")
-    if epochs < 1:
-        raise AvatarError(f"--epochs must be at least 1, got {epochs}")
+    _positive(temperature=temperature)
+    _at_least(1, epochs=epochs, limit=limit, eval_limit=eval_limit)
+    _at_least(0, alpha=alpha, patience=patience)
     student = StudentConfig.load(config) if config else StudentConfig()
     t = get_task(task)
     task_data = t.load(data, seed=seed)
     labels = load_soft_labels(soft_labels)
+    check_replaceable(out)
     settings = DistillConfig(
         epochs=epochs, temperature=temperature, alpha=alpha, limit=limit, eval_limit=eval_limit,
         patience=patience or None, seed=seed,
@@ -212,14 +228,13 @@ JsonOut = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 
 def _measure(specs: list[str], task: str, data: Path | None, seed: int, runs: int, threads: int | None, country: str | None, eval_limit: int | None):
     from avatar.measure import MeasureConfig, load_subject, measure
-    from avatar.tasks import get_task, stratified_sample
+    from avatar.tasks import get_task, limit_examples
 
-    if runs < 1:
-        raise AvatarError(f"--runs must be at least 1, got {runs}")
+    _at_least(1, runs=runs, threads=threads, eval_limit=eval_limit)
     t = get_task(task)
     task_data = t.load(data, seed=seed)
-    test = task_data.test if eval_limit is None else stratified_sample(task_data.test, eval_limit, seed)[0]
-    cfg = MeasureConfig(runs=runs, threads=threads, country=country, eval_limit=eval_limit)
+    test = limit_examples(task_data.test, eval_limit, seed)
+    cfg = MeasureConfig(runs=runs, threads=threads, country=country)
     subjects = [load_subject(spec, t, test, task_data.test[: max(runs, cfg.energy_examples)]) for spec in specs]
     with err_console.status("measuring"):
         return t, measure(subjects, t, cfg)
@@ -232,13 +247,17 @@ def _results_table(results: list[dict], main_metric: str) -> Table:
     for r in results:
         score = "n/a (random weights)" if r["test"] is None else f"{r['test'][main_metric]:.4f}"
         table.add_row(
-            r["model"], score, f"{r['parameters']:,}", f"{r['size_mb']:.2f}",
+            r["model"], score, f"{r['parameters']:,}", f"{r['size_mb']:.2f}",  # fp32 weights
             f"{r['latency_ms']['median']:.2f} / {r['latency_ms']['p90']:.2f}",
             f"{r['throughput']['examples_per_second']:.1f}",
             f"{r['energy']['joules_per_example']:.4f} ({r['energy']['method']})",
             f"{r['carbon']['grams_per_1000_examples']:.4f}",
         )
     return table
+
+
+def _x(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.1f}x"
 
 
 def _footer(results: list[dict]) -> str:
@@ -292,16 +311,16 @@ def compare(
     if len(models) < 2:
         raise AvatarError("compare needs at least two models (the reference first)")
     t, results = _measure(models, task, data, seed, runs, threads, country, eval_limit)
-    rel = {r["model"]: ratios(results[0], r, t.main_metric) for r in results[1:]}
+    rel = [ratios(results[0], r, t.main_metric) for r in results[1:]]
     if as_json:
         console.print_json(json.dumps({"results": results, "ratios_vs_first": rel}))
         return
     console.print(_results_table(results, t.main_metric))
-    for name, q in rel.items():
+    for name, q in zip(models[1:], rel):
         diff = f", {t.main_metric} {q['score_difference']:+.4f}" if "score_difference" in q else ""
         console.print(
-            f"{name}: {q['size_x']:.1f}x smaller, {q['latency_x']:.1f}x faster, "
-            f"{q['energy_x']:.1f}x less energy ({q['energy_method']}){diff} vs {results[0]['model']}"
+            f"{name}: {_x(q['size_x'])} smaller, {_x(q['latency_x'])} faster, "
+            f"{_x(q['energy_x'])} less energy ({q['energy_method']}){diff} vs {results[0]['model']}"
         )
     console.print(_footer(results))
 

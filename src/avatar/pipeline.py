@@ -14,7 +14,8 @@ from rich.progress import Progress
 
 from avatar.labels import label
 from avatar.tasks import Task, TaskData
-from avatar.teacher import METRICS, FinetuneConfig, finetune
+from avatar._io import METRICS
+from avatar.teacher import FinetuneConfig, data_fingerprints, finetune
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,11 @@ def teacher_stage(run_dir: Path, task: Task, data: TaskData, config: FinetuneCon
     teacher_dir = run_dir / "teacher"
     metrics_file = teacher_dir / METRICS
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    done = metrics.get("settings") == asdict(config)
+    done = (
+        metrics.get("task") == task.name
+        and metrics.get("data") == data_fingerprints(data)
+        and metrics.get("settings") == asdict(config)
+    )
     if done:
         log.info("teacher up to date: %s", teacher_dir)
     else:

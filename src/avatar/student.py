@@ -7,6 +7,7 @@ RoBERTa encoder with the task's head; its parameter count is the cost model's (`
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -84,8 +85,8 @@ class StudentConfig:
             kind = known[name].type
             if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
                 raise AvatarError(f"{name} must be an integer, got {value!r}")
-            if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise AvatarError(f"{name} must be a number, got {value!r}")
+            if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)):
+                raise AvatarError(f"{name} must be a finite number, got {value!r}")
             if kind == "str" and not isinstance(value, str):
                 raise AvatarError(f"{name} must be a string, got {value!r}")
             values[name] = float(value) if kind == "float" else value
@@ -112,7 +113,7 @@ def validate(cfg: StudentConfig) -> list[str]:
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
             problems.append(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
-    if cfg.learning_rate <= 0:
+    if not math.isfinite(cfg.learning_rate) or cfg.learning_rate <= 0:
         problems.append(f"learning_rate must be positive, got {cfg.learning_rate}")
     if cfg.num_attention_heads >= 1 and cfg.hidden_size % cfg.num_attention_heads:
         problems.append(

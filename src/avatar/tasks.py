@@ -80,6 +80,11 @@ def stratified_sample(examples: Sequence[Example], n: int, seed: int) -> tuple[l
     ]
 
 
+def limit_examples(examples: Sequence[Example], n: int | None, seed: int) -> list[Example]:
+    """All examples, or a stratified, seeded subset of ``n`` of them."""
+    return list(examples) if n is None else stratified_sample(examples, n, seed)[0]
+
+
 def _check_label(value: object, path: Path, line: int, field: str) -> int:
     if isinstance(value, bool) or value not in (0, 1):
         raise AvatarError(f"{field} must be 0 or 1, got {value!r}", path, line)

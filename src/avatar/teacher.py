@@ -10,14 +10,14 @@ from pathlib import Path
 import torch
 from rich.progress import Progress
 
-from avatar._io import atomic_dir, write_json_atomic
-from avatar.modeling import load_pretrained, save_classifier
-from avatar.tasks import Task, TaskData, stratified_sample
+from avatar._io import METRICS, atomic_dir, check_replaceable, write_json_atomic
+from avatar.errors import AvatarError
+from avatar.modeling import MAX_LENGTH_KEY, TRAIN_IDS, load_pretrained, save_classifier
+from avatar.tasks import Task, TaskData, fingerprint, limit_examples
 from avatar.trainer import TrainConfig, Trainer, encode, score
 
 log = logging.getLogger(__name__)
 
-METRICS = "metrics.json"
 
 
 @dataclass
@@ -29,15 +29,15 @@ class FinetuneConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # optimiser settings
 
 
-def limit_examples(examples: list, n: int | None, seed: int) -> list:
-    return examples if n is None else stratified_sample(examples, n, seed)[0]
-
-
 def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, progress: Progress | None = None) -> dict:
     """Fine-tune, keep the best checkpoint by validation score, write it with ``metrics.json``; return the metrics."""
+    check_replaceable(out_dir)
     seed = config.train.seed
     torch.manual_seed(seed)
     model, tokenizer = load_pretrained(task, config.model)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and config.max_length > positions - 2:  # RoBERTa-style models offset positions by 2
+        raise AvatarError(f"--max-length {config.max_length} exceeds what {config.model} can read ({positions - 2} tokens)")
     train_ex = limit_examples(data.labelled, config.limit, seed)
     valid_ex = limit_examples(data.valid, config.eval_limit, seed)
     test_ex = limit_examples(data.test, config.eval_limit, seed)
@@ -49,6 +49,7 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
     train_seconds = time.perf_counter() - start
     metrics = {
         "task": task.name,
+        "data": data_fingerprints(data),
         "main_metric": task.main_metric,
         "valid": score(task, model, valid, config.train.eval_batch_size),
         "test": score(task, model, test, config.train.eval_batch_size),
@@ -59,8 +60,14 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
         "settings": asdict(config),
         "history": result.history,
     }
-    model.config.avatar_max_length = config.max_length  # the labeller reads code the way the teacher learnt it
+    setattr(model.config, MAX_LENGTH_KEY, config.max_length)  # the labeller reads code as the teacher learnt it
     with atomic_dir(out_dir) as tmp:
         save_classifier(model, tokenizer, task, tmp)
+        write_json_atomic(tmp / TRAIN_IDS, [ex.id for ex in train_ex], indent=None)
         write_json_atomic(tmp / METRICS, metrics)
     return metrics
+
+
+def data_fingerprints(data: TaskData) -> dict[str, str]:
+    """What a teacher was made from: a changed split means a new teacher."""
+    return {split: fingerprint(data.split(split)) for split in ("labelled", "valid", "test")}

@@ -19,6 +19,7 @@ from avatar.student import SPECIAL_TOKENS, TOKENIZERS
 log = logging.getLogger(__name__)
 
 BOS, PAD, EOS, UNK, MASK = SPECIAL_TOKENS
+RECIPE = 1  # bump when the way tokenizers are built changes, so cached ones are not reused
 
 
 def _untrained(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
@@ -63,7 +64,7 @@ def distinct_texts(examples: Iterable) -> list[str]:
 
 def train_tokenizer(kind: str, vocab_size: int, texts: Sequence[str]) -> PreTrainedTokenizerFast:
     """Train (or fetch from the cache) a ``kind`` tokenizer of at most ``vocab_size`` tokens on ``texts``."""
-    key = sha256_json({"kind": kind, "vocab_size": vocab_size, "texts": sha256_json(list(texts))})
+    key = sha256_json({"recipe": RECIPE, "kind": kind, "vocab_size": vocab_size, "texts": sha256_json(list(texts))})
     cached = cache_dir() / "tokenizers" / f"{kind}-{vocab_size}-{key[:16]}.json"
     if cached.is_file():
         return _wrap(Tokenizer.from_file(str(cached)))
@@ -71,7 +72,8 @@ def train_tokenizer(kind: str, vocab_size: int, texts: Sequence[str]) -> PreTrai
     log.info("training a %s tokenizer (vocab %d) on %d functions", kind, vocab_size, len(texts))
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
     for i, special in enumerate(SPECIAL_TOKENS):  # the student's model config relies on these ids
-        assert tok.token_to_id(special) == i, (kind, special, tok.token_to_id(special))
+        if tok.token_to_id(special) != i:
+            raise RuntimeError(f"{kind} tokenizer put {special} at id {tok.token_to_id(special)}, not {i}")
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A {EOS}", special_tokens=[(BOS, 0), (EOS, SPECIAL_TOKENS.index(EOS))]
     )
