@@ -140,3 +140,9 @@ def test_clone_missing_data_jsonl(clone_data):
 def test_unknown_task():
     with pytest.raises(AvatarError, match="unknown task 'nope'"):
         get_task("nope")
+
+
+def test_binary_file_is_a_clear_error(defect_data):
+    (defect_data / "valid.jsonl").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(AvatarError, match=r"valid.jsonl: not UTF-8 text"):
+        get_task("defect").load(defect_data)

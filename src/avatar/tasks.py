@@ -91,20 +91,28 @@ def _check_label(value: object, path: Path, line: int, field: str) -> int:
     return int(value)  # type: ignore[arg-type]
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Non-blank lines with their 1-based numbers."""
     if not path.is_file():
         raise AvatarError("missing file", path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise AvatarError(f"malformed JSON ({e.msg})", path, lineno) from None
-            if not isinstance(obj, dict):
-                raise AvatarError("expected a JSON object", path, lineno)
-            yield lineno, obj
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, raw in enumerate(f, start=1):
+                if raw.strip():
+                    yield lineno, raw
+    except UnicodeDecodeError as e:
+        raise AvatarError(f"not UTF-8 text ({e.reason} at byte {e.start})", path) from None
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    for lineno, raw in _lines(path):
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise AvatarError(f"malformed JSON ({e.msg})", path, lineno) from None
+        if not isinstance(obj, dict):
+            raise AvatarError("expected a JSON object", path, lineno)
+        yield lineno, obj
 
 
 def _require(obj: dict, field: str, kinds: type | tuple[type, ...], path: Path, line: int):
@@ -227,22 +235,17 @@ class CloneTask(Task):
         self._functions = functions
 
     def _read_examples(self, path: Path) -> Iterator[tuple[int, Example]]:
-        if not path.is_file():
-            raise AvatarError("missing file", path)
-        with open(path, encoding="utf-8") as f:
-            for lineno, raw in enumerate(f, start=1):
-                if not raw.strip():
-                    continue
-                fields = raw.rstrip("\r\n").split("\t")
-                if len(fields) != 3:
-                    raise AvatarError(f"expected 'idx1<TAB>idx2<TAB>label', got {len(fields)} field(s)", path, lineno)
-                a, b, raw_label = (x.strip() for x in fields)
-                for idx in (a, b):
-                    if idx not in self._functions:
-                        raise AvatarError(f"function id {idx!r} is not in data.jsonl", path, lineno)
-                label = _check_label(int(raw_label) if raw_label in ("0", "1") else raw_label, path, lineno, "label")
-                # pairs repeat inside BigCloneBench's files, so the line, not the pair, identifies an example
-                yield lineno, Example(f"{path.stem}:{lineno}", (self._functions[a], self._functions[b]), label)
+        for lineno, raw in _lines(path):
+            fields = raw.rstrip("\r\n").split("\t")
+            if len(fields) != 3:
+                raise AvatarError(f"expected 'idx1<TAB>idx2<TAB>label', got {len(fields)} field(s)", path, lineno)
+            a, b, raw_label = (x.strip() for x in fields)
+            for idx in (a, b):
+                if idx not in self._functions:
+                    raise AvatarError(f"function id {idx!r} is not in data.jsonl", path, lineno)
+            label = _check_label(int(raw_label) if raw_label in ("0", "1") else raw_label, path, lineno, "label")
+            # pairs repeat inside BigCloneBench's files, so the line, not the pair, identifies an example
+            yield lineno, Example(f"{path.stem}:{lineno}", (self._functions[a], self._functions[b]), label)
 
 
 TASKS: dict[str, type[Task]] = {"defect": DefectTask, "clone": CloneTask}
