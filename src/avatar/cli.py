@@ -325,6 +325,50 @@ def compare(
     console.print(_footer(results))
 
 
+@app.command()
+def space(
+    task: TaskOpt = "defect",
+    budget_mb: Annotated[float, typer.Option("--budget-mb", help="largest student, MB of fp32 weights (1 MB = 2^20 bytes)")] = 3.0,
+    max_gflops: Annotated[float | None, typer.Option("--max-gflops", help="cap on inference GFLOPs per example")] = None,
+    min_head_dim: Annotated[int, typer.Option(help="smallest hidden_size / heads allowed")] = 4,
+    space_file: Annotated[Path | None, typer.Option("--space", help="TOML/JSON file overriding dimension ranges")] = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Prune the student configuration space with z3: exact feasible bounds and how much is removed."""
+    import json
+
+    from avatar.cost import MB
+    from avatar.smt import Constraints, analyse
+    from avatar.space import Space
+    from avatar.tasks import get_task
+
+    _positive(budget_mb=budget_mb)
+    if max_gflops is not None:
+        _positive(max_gflops=max_gflops)
+    _at_least(1, min_head_dim=min_head_dim)
+    t = get_task(task)
+    sp = Space.load(space_file) if space_file else Space.paper()
+    result = analyse(sp, Constraints(int(budget_mb * MB), t.num_inputs, max_gflops, min_head_dim)).to_dict(sp)
+    result["task"] = task
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    table = Table(title=f"feasible student space for {task} within {budget_mb:g} MB")
+    for col in ("dimension", "space", "feasible", "pruned"):
+        table.add_column(col, justify="left" if col != "pruned" else "right")
+    for name, d in result["dimensions"].items():
+        s = d["space"]
+        rng = ", ".join(map(str, s["choices"])) if s["kind"] == "categorical" else f"{s['low']}..{s['high']} step {s['step']}"
+        feas = ", ".join(map(str, d["feasible"])) if s["kind"] == "categorical" else f"{d['feasible'][0]}..{d['feasible'][1]}"
+        table.add_row(name, rng, feas, f"{100 * d['pruned_fraction']:.1f} %")
+    console.print(table)
+    c = result["configurations"]
+    console.print(
+        f"{c['feasible']:,} of {c['total']:,} configurations feasible ({100 * c['feasible_fraction']:.4f} %); "
+        f"{result['splits']} linear splits, {result['z3_checks']} z3 checks, {result['wall_seconds']:.2f} s"
+    )
+
+
 def main() -> None:
     try:
         app()

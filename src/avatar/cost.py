@@ -1,27 +1,68 @@
-"""The cost model: parameters and bytes of a student configuration, computed analytically.
+"""The cost model: parameters, bytes and inference FLOPs of a student configuration, computed analytically.
 
-It must equal ``sum(p.numel())`` of the model ``avatar.student.build_student`` builds (tested), so that
-budgets are checked without building anything. Every other module asks here for sizes.
+Parameters equal ``sum(p.numel())`` of the model ``avatar.student.build_student`` builds (tested). The same
+formulas serve plain numbers, numpy arrays (brute-force checks) and z3 terms (the SMT stage, where every
+argument but vocabulary, intermediate size and sequence length is fixed by the split, so the terms are linear).
+Every other module asks here for sizes.
 """
 
 from __future__ import annotations
 
-from avatar.student import StudentConfig
+from avatar.student import PAD_ID, StudentConfig
+
+MB = 1024 * 1024  # bytes in the "MB" of budgets and reports (as the paper's 3 MB / 160x figures use)
+
+
+def params_of(V, L, H, I, heads, S, relative, num_inputs):  # noqa: E741 (I: intermediate size, as in the paper)
+    """Parameters of a RoBERTa student and its head.
+
+    V vocab, L layers, H hidden, I intermediate, S max sequence length, ``relative`` 1 for relative position
+    embeddings (either kind) else 0, ``num_inputs`` functions per example (1 defect, 2 clone).
+    """
+    P = S + PAD_ID + 1  # position rows: RoBERTa numbers positions from pad id + 1
+    embeddings = V * H + P * H + H + 2 * H  # words, positions, one token type, LayerNorm
+    attention = 4 * (H * H + H) + 2 * H + relative * (2 * P - 1) * (H // heads)  # q, k, v, out; LN; distances
+    feed_forward = H * I + I + I * H + H + 2 * H  # up, down; LayerNorm
+    head = num_inputs * H * H + H + H * 2 + 2  # dense over the first-token vector(s), then two logits
+    return embeddings + L * (attention + feed_forward) + head
+
+
+def flops_of(L, H, I, T, relative_terms, num_inputs):  # noqa: E741
+    """Inference FLOPs (2 per multiply-add) of one example at T tokens per function.
+
+    The embedding is a lookup (no arithmetic), unlike the paper's formula, which counted it as a vocab x hidden
+    matrix product and so let vocabulary size dominate. ``relative_terms``: 0 absolute, 1 relative_key,
+    2 relative_key_query (extra T x T x H products per layer).
+    """
+    per_layer = 4 * T * H * H + (2 + relative_terms) * T * T * H + 2 * T * H * I  # projections, attention, FFN
+    head = num_inputs * H * H + 2 * H
+    return 2 * (num_inputs * L * per_layer + head)
+
+
+RELATIVE_TERMS = {"absolute": 0, "relative_key": 1, "relative_key_query": 2}
 
 
 def parameter_count(cfg: StudentConfig, num_inputs: int) -> int:
     """Parameters of the student for a task whose examples hold ``num_inputs`` functions (1 defect, 2 clone)."""
-    H, I, P = cfg.hidden_size, cfg.intermediate_size, cfg.max_position_embeddings
-    head_size = H // cfg.num_attention_heads
-    embeddings = cfg.vocab_size * H + P * H + 1 * H + 2 * H  # words, positions, one token type, LayerNorm
-    attention = 4 * (H * H + H) + 2 * H  # query, key, value, output projections; LayerNorm
-    if cfg.position_embedding_type != "absolute":
-        attention += (2 * P - 1) * head_size  # one learnt vector per relative distance, per layer
-    feed_forward = H * I + I + I * H + H + 2 * H  # up, down; LayerNorm
-    head = (num_inputs * H) * H + H + H * 2 + 2  # dense over the first-token vector(s), then two logits
-    return embeddings + cfg.num_hidden_layers * (attention + feed_forward) + head
+    return params_of(
+        cfg.vocab_size, cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
+        cfg.max_sequence_length, int(cfg.position_embedding_type != "absolute"), num_inputs,
+    )
 
 
 def size_bytes(cfg: StudentConfig, num_inputs: int, bytes_per_param: int = 4) -> int:
-    """Weight bytes (fp32 by default; 1 for int8), without file headers."""
+    """Weight bytes: 4 per parameter in fp32, 1 in int8 (quantisation scales aside)."""
     return parameter_count(cfg, num_inputs) * bytes_per_param
+
+
+def flops(cfg: StudentConfig, num_inputs: int, tokens: int | None = None) -> int:
+    """Inference FLOPs of one example, at ``tokens`` per function (default: the configured maximum)."""
+    T = cfg.max_sequence_length if tokens is None else tokens
+    return flops_of(cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, T,
+                    RELATIVE_TERMS[cfg.position_embedding_type], num_inputs)
+
+
+def costs(cfg: StudentConfig, num_inputs: int) -> dict:
+    """Everything the cost model knows of a configuration, for reports."""
+    n = parameter_count(cfg, num_inputs)
+    return {"parameters": n, "bytes_fp32": 4 * n, "bytes_int8": n, "mb_fp32": 4 * n / MB, "gflops": flops(cfg, num_inputs) / 1e9}

@@ -138,6 +138,8 @@ def roberta_config(cfg: StudentConfig) -> RobertaConfig:
         pad_token_id=PAD_ID,
         bos_token_id=0,
         eos_token_id=2,
+        # SDPA cannot add relative-position scores; say so instead of letting transformers warn on every build
+        **({"attn_implementation": "eager"} if cfg.position_embedding_type != "absolute" else {}),
     )
 
 

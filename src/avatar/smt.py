@@ -1,0 +1,374 @@
+"""SMT pruning of the configuration space with z3: which student configurations can exist at all?
+
+Hard constraints: weight size within the budget, hidden size divisible by the number of heads, a minimum head
+dimension, and optional user caps (inference GFLOPs). Size and FLOPs multiply dimensions together, which z3's
+integer arithmetic handles badly, so the space is split on its small discrete dimensions (layers, hidden size,
+position-embedding kind, and heads where they change the size): inside each split the constraints are linear
+in vocabulary size, intermediate size and sequence length, and the whole problem is one linear formula — a
+disjunction over the splits. z3 decides feasibility and the exact per-dimension bounds (by binary search on
+each dimension's grid); counting the feasible grid points is done per split with numpy, exactly.
+
+The same constraints are exported as a fast predicate (``Feasibility.violations``) and a repair operator
+(``Feasibility.repair``) for samplers and the search.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import z3
+
+from avatar.cost import MB, RELATIVE_TERMS, flops_of, params_of
+from avatar.errors import AvatarError
+from avatar.space import NAMES, CatDim, Space, _plain
+from avatar.student import StudentConfig
+
+# the dimensions z3 reasons about numerically; the others (categories, dropouts) enter only through feasibility
+LINEAR = ("vocab_size", "intermediate_size", "max_sequence_length")  # free inside a split
+SPLIT = ("num_hidden_layers", "hidden_size", "position_embedding_type")  # fixed inside a split
+
+
+@dataclass(frozen=True)
+class Constraints:
+    budget_bytes: int  # fp32 weight bytes the student may have
+    num_inputs: int  # functions per example: 1 (defect), 2 (clone: a wider head, two encoder passes)
+    max_gflops: float | None = None  # cap on inference GFLOPs per example (None: no cap)
+    min_head_dim: int = 4  # hidden_size / heads must be at least this: tinier heads attend to nothing useful
+
+    @property
+    def max_params(self) -> int:
+        return self.budget_bytes // 4
+
+
+def _heads_for(space: Space, H: int, c: Constraints) -> list[int]:
+    """Heads allowed with hidden size H: in range, dividing H, leaving heads of at least ``min_head_dim``."""
+    return [int(d) for d in space.dims["num_attention_heads"].values() if H % d == 0 and H // d >= c.min_head_dim]
+
+
+def _linear(fn, **fixed) -> tuple[int, int, int, int]:
+    """Coefficients (of V, I, S) and constant of a cost that is linear in them once the split is fixed."""
+    base = fn(V=0, I=0, S=0, **fixed)
+    return fn(V=1, I=0, S=0, **fixed) - base, fn(V=0, I=1, S=0, **fixed) - base, fn(V=0, I=0, S=1, **fixed) - base, base
+
+
+@dataclass
+class Split:
+    L: int
+    H: int
+    position: str
+    heads: list[int]  # heads values this split admits (all share its size when positions are absolute)
+    size_coef: tuple[int, int, int, int]  # params = a_V V + a_I I + a_S S + c
+    # FLOPs are quadratic in S, so they are kept per sequence length: S -> (a_I, c) with flops = a_I I + c
+    flops_coef: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+def _splits(space: Space, c: Constraints) -> list[Split]:
+    out = []
+    S_values = [int(s) for s in space.dims["max_sequence_length"].values()]
+    for L in space.dims["num_hidden_layers"].values():
+        for H in space.dims["hidden_size"].values():
+            L, H = int(L), int(H)
+            heads = _heads_for(space, H, c)
+            for pos in space.dims["position_embedding_type"].values():
+                relative = int(pos != "absolute")
+                # relative distances have one vector per head dimension, so heads change the size: split on them
+                groups = [heads] if not relative else [[d] for d in heads]
+                for group in groups:
+                    if not group:
+                        continue
+                    size = _linear(
+                        lambda V, I, S, **k: params_of(V, L, H, I, group[0], S, relative, c.num_inputs)  # noqa: E741
+                    )
+                    fl = {}
+                    for S in S_values:
+                        base = flops_of(L, H, 0, S, RELATIVE_TERMS[pos], c.num_inputs)
+                        fl[S] = (flops_of(L, H, 1, S, RELATIVE_TERMS[pos], c.num_inputs) - base, base)
+                    out.append(Split(L, H, pos, group, size, fl))
+    return out
+
+
+@dataclass
+class SmtResult:
+    constraints: Constraints
+    bounds: dict  # numeric dim -> [min, max] over feasible configurations; categorical -> feasible choices
+    feasible_values: dict  # dim -> number of its grid values that occur in some feasible configuration
+    total: int  # grid configurations in the space
+    feasible: int  # of which satisfy every constraint
+    splits: int  # linear pieces the space was split into
+    z3_checks: int
+    wall_seconds: float
+
+    def to_dict(self, space: Space) -> dict:
+        per_dim = {}
+        for name in NAMES:
+            n = len(space.dims[name])
+            per_dim[name] = {
+                "space": space.describe()[name],
+                "feasible": self.bounds[name],
+                "values": n,
+                "feasible_values": self.feasible_values[name],
+                "pruned_fraction": 1 - self.feasible_values[name] / n,
+            }
+        return {
+            "budget_mb": self.constraints.budget_bytes / MB,
+            "num_inputs": self.constraints.num_inputs,
+            "max_gflops": self.constraints.max_gflops,
+            "min_head_dim": self.constraints.min_head_dim,
+            "configurations": {
+                "total": self.total,
+                "feasible": self.feasible,
+                "feasible_fraction": self.feasible / self.total,
+                "pruned_fraction": 1 - self.feasible / self.total,
+            },
+            "dimensions": per_dim,
+            "splits": self.splits,
+            "z3_checks": self.z3_checks,
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
+
+
+class _Encoding:
+    """The space and its constraints as one z3 formula over grid indices (one Int per dimension)."""
+
+    def __init__(self, space: Space, c: Constraints, splits: list[Split]):
+        self.space, self.c = space, c
+        self.k = {name: z3.Int(f"k_{name}") for name in NAMES}  # grid index of each dimension
+        self.solver = z3.Solver()
+        self.checks = 0
+        self._atoms: dict[tuple[str, object], z3.BoolRef] = {}
+        self._index = {
+            name: {v: i for i, v in enumerate(space.dims[name].values())}
+            for name in (*SPLIT, "num_attention_heads", "max_sequence_length")
+        }
+        for name in NAMES:
+            self.solver.add(self.k[name] >= 0, self.k[name] <= len(space.dims[name]) - 1)
+        V, I, S = (self._value(n) for n in LINEAR)
+        pieces = []
+        for sp in splits:
+            aV, aI, aS, const = sp.size_coef
+            terms = [
+                self._is("num_hidden_layers", sp.L),
+                self._is("hidden_size", sp.H),
+                self._is("position_embedding_type", sp.position),
+                z3.Or([self._is("num_attention_heads", d) for d in sp.heads]),
+                aV * V + aI * I + aS * S + const <= c.max_params,
+            ]
+            if c.max_gflops is not None:
+                flops_terms = self._flops_terms(sp, I)
+                if flops_terms is None:
+                    continue  # no sequence length keeps this split under the cap: the disjunct is false
+                terms += flops_terms
+            pieces.append(z3.And(terms))
+        self.solver.add(z3.Or(pieces) if pieces else z3.BoolVal(False))
+
+    def _flops_terms(self, sp: Split, I) -> list | None:  # noqa: E741
+        """FLOPs cap of a split as bounds on I per sequence length; terms that cannot bind are left out."""
+        cap, d = int(self.c.max_gflops * 1e9), self.space.dims["intermediate_size"]
+        terms, allowed = [], 0
+        for s, (a, b) in sp.flops_coef.items():
+            largest_I = (cap - b) // a  # flops = a I + b, a > 0
+            if largest_I >= d.high:
+                allowed += 1  # every intermediate size fits at this length
+            elif largest_I < d.low:
+                terms.append(z3.Not(self._is("max_sequence_length", s)))
+            else:
+                allowed += 1
+                terms.append(z3.Implies(self._is("max_sequence_length", s), I <= largest_I))
+        return terms if allowed else None
+
+    def _value(self, name: str):
+        d = self.space.dims[name]
+        return d.low + d.step * self.k[name]
+
+    def _is(self, name: str, value) -> z3.BoolRef:
+        """``name == value`` as a z3 atom, built once (thousands of splits share a few dozen atoms)."""
+        atom = self._atoms.get((name, value))
+        if atom is None:
+            atom = self._atoms[(name, value)] = self.k[name] == self._index[name][value]
+        return atom
+
+    def check(self, *extra) -> bool:
+        self.checks += 1
+        return self.solver.check(*extra) == z3.sat
+
+    def index_bounds(self, name: str) -> tuple[int, int]:
+        """Smallest and largest grid index of ``name`` in any feasible configuration (binary search)."""
+        k, n = self.k[name], len(self.space.dims[name])
+        lo, hi = 0, n - 1
+        while lo < hi:  # smallest feasible index
+            mid = (lo + hi) // 2
+            if self.check(k <= mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        smallest = lo
+        lo, hi = smallest, n - 1
+        while lo < hi:  # largest feasible index
+            mid = (lo + hi + 1) // 2
+            if self.check(k >= mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return smallest, lo
+
+
+def _count(space: Space, c: Constraints, splits: list[Split]) -> tuple[int, dict[str, set]]:
+    """Feasible grid points, exactly, and the values each dimension takes in them."""
+    dims = space.dims
+    V = dims["vocab_size"].values()
+    I = dims["intermediate_size"].values().astype(object if c.max_params > 2**40 else np.int64)  # noqa: E741
+    S_values = dims["max_sequence_length"].values()
+    free = 1  # dimensions no constraint touches multiply every count
+    for name in NAMES:
+        if name not in (*LINEAR, *SPLIT, "num_attention_heads"):
+            free *= len(dims[name])
+    seen: dict[str, set] = {name: set() for name in NAMES}
+    total = 0
+    I2, S2 = I[None, :], S_values[:, None].astype(I.dtype)  # (1, nI), (nS, 1)
+    for sp in splits:
+        aV, aI, aS, const = sp.size_coef
+        room = c.max_params - const - aS * S2 - aI * I2  # (nS, nI): what is left for the vocabulary
+        n_v = np.clip((room - aV * V[0]) // (aV * dims["vocab_size"].step) + 1, 0, len(V))  # feasible V per (S, I)
+        if c.max_gflops is not None:
+            a = np.array([sp.flops_coef[int(S)][0] for S in S_values])[:, None]
+            b = np.array([sp.flops_coef[int(S)][1] for S in S_values])[:, None]
+            n_v = np.where(a * I2 + b <= int(c.max_gflops * 1e9), n_v, 0)
+        split_count = int(n_v.sum())
+        if split_count:
+            rows, cols = np.nonzero(n_v)
+            seen["max_sequence_length"].update(int(S_values[r]) for r in set(rows.tolist()))
+            seen["intermediate_size"].update((int(I[cols.min()]), int(I[cols.max()])))
+            seen["vocab_size"].update((int(V[0]), int(V[int(n_v.max()) - 1])))
+            total += split_count * len(sp.heads)
+            seen["num_hidden_layers"].add(sp.L)
+            seen["hidden_size"].add(sp.H)
+            seen["position_embedding_type"].add(sp.position)
+            seen["num_attention_heads"].update(sp.heads)
+    if total:
+        for name in NAMES:
+            if name not in (*LINEAR, *SPLIT, "num_attention_heads"):
+                seen[name] = set(dims[name].values())
+    return total * free, seen
+
+
+def analyse(space: Space, c: Constraints) -> SmtResult:
+    """Feasible bounds and counts of ``space`` under ``c``; an infeasible budget is an AvatarError."""
+    start = time.perf_counter()
+    splits = _splits(space, c)
+    enc = _Encoding(space, c, splits)
+    if not enc.check():
+        raise AvatarError(_why_infeasible(space, c, splits))
+    bounds, values = {}, {}
+    for name in NAMES:
+        d = space.dims[name]
+        if isinstance(d, CatDim):
+            ok = [v for i, v in enumerate(d.choices) if enc.check(enc.k[name] == i)]
+            bounds[name] = ok
+        else:
+            lo, hi = enc.index_bounds(name)
+            grid = d.values()
+            bounds[name] = [_plain(grid[lo]), _plain(grid[hi])]
+    feasible, seen = _count(space, c, splits)
+    for name in NAMES:
+        d = space.dims[name]
+        if name in LINEAR:  # constraints are monotone in these: every value between the bounds occurs
+            lo, hi = bounds[name]
+            values[name] = (hi - lo) // d.step + 1
+        else:
+            values[name] = len(seen[name])
+    return SmtResult(c, bounds, values, space.total(), feasible, len(splits), enc.checks, time.perf_counter() - start)
+
+
+def _why_infeasible(space: Space, c: Constraints, splits: list[Split]) -> str:
+    if not splits:
+        return (
+            f"no hidden size in the space can be divided into heads of at least {c.min_head_dim} dimensions "
+            "(hidden size divisible by heads cannot be met)"
+        )
+    V0, I0 = (int(space.dims[n].values()[0]) for n in ("vocab_size", "intermediate_size"))
+    S_values = [int(s) for s in space.dims["max_sequence_length"].values()]
+    smallest = min(sp.size_coef[0] * V0 + sp.size_coef[1] * I0 + sp.size_coef[2] * S_values[0] + sp.size_coef[3] for sp in splits)
+    if smallest > c.max_params:
+        return (
+            f"no configuration fits {c.budget_bytes / MB:.3g} MB (size <= budget cannot be met): "
+            f"the smallest model in the space needs {4 * smallest / MB:.4f} MB"
+        )
+    least = min(a * I0 + b for sp in splits for a, b in sp.flops_coef.values())
+    return (
+        f"no configuration within {c.budget_bytes / MB:.3g} MB stays under {c.max_gflops:g} GFLOPs "
+        f"(the GFLOPs cap cannot be met): the least any configuration needs is {least / 1e9:.4f} GFLOPs"
+    )
+
+
+class Feasibility:
+    """The constraints as a fast predicate and a repair operator (arithmetic only; z3 is not needed here)."""
+
+    def __init__(self, space: Space, c: Constraints):
+        self.space, self.c = space, c
+
+    def violations(self, values: dict) -> list[str]:
+        """Every constraint ``values`` (a name -> value mapping) breaks; empty when feasible."""
+        problems = []
+        for name in NAMES:
+            d, v = self.space.dims[name], values[name]
+            if isinstance(d, CatDim):
+                if v not in d.choices:
+                    problems.append(f"{name}={v!r} is not a choice of the space")
+            elif not (d.low - 1e-9 <= v <= d.high + 1e-9) or abs((v - d.low) / d.step - round((v - d.low) / d.step)) > 1e-6:
+                problems.append(f"{name}={v} is off the grid {d.low}..{d.high} step {d.step}")
+        H, heads = values["hidden_size"], values["num_attention_heads"]
+        if H % heads or H // heads < self.c.min_head_dim:
+            problems.append(f"hidden_size {H} is not divisible into {heads} heads of at least {self.c.min_head_dim}")
+            return problems
+        cfg = StudentConfig(**values)
+        from avatar.cost import flops, parameter_count
+
+        if 4 * parameter_count(cfg, self.c.num_inputs) > self.c.budget_bytes:
+            problems.append(f"size {4 * parameter_count(cfg, self.c.num_inputs) / MB:.3f} MB exceeds the budget")
+        if self.c.max_gflops is not None and flops(cfg, self.c.num_inputs) > self.c.max_gflops * 1e9:
+            problems.append(f"{flops(cfg, self.c.num_inputs) / 1e9:.3f} GFLOPs exceeds the cap")
+        return problems
+
+    def is_feasible(self, values: dict) -> bool:
+        return not self.violations(values)
+
+    def repair(self, values: dict) -> dict:
+        """A feasible configuration near ``values``: snap to the grid, fix heads, then shrink what costs most."""
+        out = {}
+        for name in NAMES:
+            d, v = self.space.dims[name], values[name]
+            if isinstance(d, CatDim):
+                out[name] = v if v in d.choices else d.choices[0]
+            else:
+                grid = d.values()
+                out[name] = _plain(grid[int(np.abs(grid - v).argmin())])
+        out["num_attention_heads"] = self._nearest_heads(out["hidden_size"], out["num_attention_heads"])
+        # shrink, in order, the dimensions that carry most of the size, one grid step at a time
+        order = ("vocab_size", "intermediate_size", "num_hidden_layers", "hidden_size", "max_sequence_length")
+        while not self.is_feasible(out):
+            moved = False
+            for name in order:
+                d = self.space.dims[name]
+                if out[name] - d.step >= d.low:
+                    trial = dict(out)
+                    trial[name] = _plain(out[name] - d.step) if name in ("vocab_size", "intermediate_size") else out[name] - d.step
+                    if name in ("vocab_size", "intermediate_size"):  # big ranges: halve the distance to the floor
+                        trial[name] = d.low + ((out[name] - d.low) // 2 // d.step) * d.step
+                    if name == "hidden_size":
+                        trial["num_attention_heads"] = self._nearest_heads(trial["hidden_size"], out["num_attention_heads"])
+                        if trial["num_attention_heads"] is None:
+                            continue
+                    out, moved = trial, True
+                    break
+            if not moved:
+                if out["position_embedding_type"] != "absolute" and "absolute" in self.space.dims["position_embedding_type"].choices:
+                    out["position_embedding_type"] = "absolute"
+                    continue
+                raise AvatarError("cannot repair the configuration: no feasible configuration is reachable by shrinking it")
+        return out
+
+    def _nearest_heads(self, H: int, heads: int) -> int | None:
+        allowed = _heads_for(self.space, H, self.c)
+        return min(allowed, key=lambda d: (abs(d - heads), d)) if allowed else None

@@ -1,0 +1,193 @@
+"""The student's configuration space: one typed definition of its 13 dimensions, user-overridable.
+
+Each dimension is an integer range with a step, a float range with a step, or a set of categories. Genes are
+positions normalised to [0, 1] per dimension, so samplers and distances treat every dimension alike (the
+paper measured distance in raw units, where vocabulary size swamped everything).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from avatar.errors import AvatarError
+from avatar.student import ACTIVATIONS, POSITION_EMBEDDINGS, TOKENIZERS, StudentConfig
+
+
+@dataclass(frozen=True)
+class IntDim:
+    low: int  # smallest value
+    high: int  # largest value (on the grid: low + k * step)
+    step: int = 1  # grid spacing
+
+    def values(self) -> np.ndarray:
+        return np.arange(self.low, self.high + 1, self.step, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
+
+@dataclass(frozen=True)
+class FloatDim:
+    low: float
+    high: float
+    step: float
+
+    def values(self) -> np.ndarray:
+        n = len(self)
+        return np.round(self.low + self.step * np.arange(n), 10)
+
+    def __len__(self) -> int:
+        return int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+
+
+@dataclass(frozen=True)
+class CatDim:
+    choices: tuple  # allowed values, in a fixed order
+
+    def values(self) -> list:
+        return list(self.choices)
+
+    def __len__(self) -> int:
+        return len(self.choices)
+
+
+Dim = IntDim | FloatDim | CatDim
+
+# The paper's ranges. Steps: hidden sizes move in multiples of 16 and sequence lengths in multiples of 32, which
+# keeps the SMT split small; vocabulary and intermediate sizes keep step 1, as the paper's sampler drew them.
+PAPER_DIMS: dict[str, Dim] = {
+    "tokenizer": CatDim(TOKENIZERS),
+    "vocab_size": IntDim(1000, 50265),
+    "num_hidden_layers": IntDim(1, 12),
+    "hidden_size": IntDim(16, 768, 16),
+    "hidden_act": CatDim(ACTIVATIONS),
+    "hidden_dropout_prob": FloatDim(0.1, 0.5, 0.05),
+    "intermediate_size": IntDim(16, 3072),
+    "num_attention_heads": IntDim(1, 12),
+    "attention_probs_dropout_prob": FloatDim(0.1, 0.5, 0.05),
+    "max_sequence_length": IntDim(256, 512, 32),
+    "position_embedding_type": CatDim(POSITION_EMBEDDINGS),
+    "learning_rate": CatDim((1e-3, 1e-4, 5e-5)),
+    "batch_size": CatDim((16, 32, 64)),
+}
+NAMES = tuple(f.name for f in fields(StudentConfig))
+
+
+@dataclass(frozen=True)
+class Space:
+    dims: dict  # name -> IntDim | FloatDim | CatDim, for every StudentConfig field
+
+    def __post_init__(self) -> None:
+        for name, dim in self.dims.items():
+            if isinstance(dim, IntDim | FloatDim) and (dim.step <= 0 or dim.high < dim.low):
+                raise AvatarError(f"space: {name} needs low <= high and a positive step, got {dim}")
+            if isinstance(dim, CatDim) and not dim.choices:
+                raise AvatarError(f"space: {name} needs at least one choice")
+            if isinstance(dim, IntDim) and (dim.high - dim.low) % dim.step:
+                raise AvatarError(f"space: {name} high ({dim.high}) must lie on the grid low + k * step")
+        if set(self.dims) != set(NAMES):
+            raise AvatarError(f"space: needs exactly the dimensions {', '.join(NAMES)}")
+        # every value must make a valid configuration (divisibility aside): check both corners and every category
+        for corner in (0, -1):
+            values = {n: _plain(d.values()[corner]) for n, d in self.dims.items()}
+            values["num_attention_heads"] = 1
+            for name, d in self.dims.items():
+                for choice in d.values() if isinstance(d, CatDim) else ():
+                    try:
+                        StudentConfig(**{**values, name: choice})
+                    except AvatarError as e:
+                        raise AvatarError(f"space: {e.message.removeprefix('invalid student configuration: ')}") from None
+
+    @classmethod
+    def paper(cls) -> Space:
+        return cls(dict(PAPER_DIMS))
+
+    def total(self) -> int:
+        """Configurations on the grid (before any constraint)."""
+        return math.prod(len(d) for d in self.dims.values())
+
+    def override(self, changes: dict) -> Space:
+        """A space with some dimensions replaced: ``{"vocab_size": {"low": 2000, "high": 8000}, "tokenizer": ["BPE"]}``."""
+        dims = dict(self.dims)
+        for name, spec in changes.items():
+            if name not in dims:
+                raise AvatarError(f"space: unknown dimension {name!r}; expected one of {', '.join(NAMES)}")
+            old = dims[name]
+            if isinstance(old, CatDim):
+                choices = spec.get("choices") if isinstance(spec, dict) else spec
+                if not isinstance(choices, list):
+                    raise AvatarError(f"space: {name} takes a list of choices")
+                dims[name] = CatDim(tuple(choices))
+            else:
+                if not isinstance(spec, dict) or set(spec) - {"low", "high", "step"}:
+                    raise AvatarError(f"space: {name} takes a table with low, high and/or step")
+                cast = int if isinstance(old, IntDim) else float
+                try:
+                    dims[name] = replace(old, **{k: cast(v) for k, v in spec.items()})
+                except (TypeError, ValueError):
+                    raise AvatarError(f"space: {name} bounds must be numbers, got {spec}") from None
+        return Space(dims)
+
+    @classmethod
+    def load(cls, path: Path) -> Space:
+        """The paper's space with the overrides of a TOML or JSON file (a ``[space]`` table, or top level)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except FileNotFoundError:
+            raise AvatarError("space file not found", path) from None
+        except tomllib.TOMLDecodeError as e:
+            raise AvatarError(f"malformed TOML ({e})", path) from None
+        except json.JSONDecodeError as e:
+            raise AvatarError(f"malformed JSON ({e.msg})", path, e.lineno) from None
+        raw = raw.get("space", raw) if isinstance(raw, dict) else raw
+        if not isinstance(raw, dict):
+            raise AvatarError("a space file holds a table of dimensions", path)
+        try:
+            return cls.paper().override(raw)
+        except AvatarError as e:
+            raise AvatarError(e.message, path) from None
+
+    def describe(self) -> dict:
+        out = {}
+        for name, d in self.dims.items():
+            if isinstance(d, CatDim):
+                out[name] = {"kind": "categorical", "choices": list(d.choices)}
+            else:
+                out[name] = {"kind": "int" if isinstance(d, IntDim) else "float", "low": d.low, "high": d.high, "step": d.step}
+        return out
+
+    # genes: one number in [0, 1] per dimension, in NAMES order
+    def encode(self, values: dict) -> np.ndarray:
+        """Genes of a configuration given as a ``{name: value}`` mapping (``dataclasses.asdict`` of a config)."""
+        genes = []
+        for name in NAMES:
+            d, v = self.dims[name], values[name]
+            n = len(d)
+            if isinstance(d, CatDim):
+                if v not in d.choices:
+                    raise AvatarError(f"{name}={v!r} is not in the space")
+                idx = d.choices.index(v)
+            else:
+                idx = round((v - d.low) / d.step)
+            genes.append(0.0 if n == 1 else idx / (n - 1))
+        return np.array(genes)
+
+    def decode(self, genes: np.ndarray) -> dict:
+        """The grid values nearest to ``genes``, by name (heads may not divide hidden yet: see ``smt.repair``)."""
+        return {
+            name: _plain(self.dims[name].values()[int(round(g * (len(self.dims[name]) - 1)))])
+            for name, g in zip(NAMES, np.clip(genes, 0.0, 1.0))
+        }
+
+
+def _plain(value):
+    """A numpy scalar as the Python number it holds (JSON and dataclass checks want plain types)."""
+    return value.item() if hasattr(value, "item") else value
