@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
+from avatar.cost import MB
 from avatar.distill import DistillConfig, distill
 from avatar.labels import label, load_soft_labels
 from avatar.measure import MeasureConfig, load_subject, measure, ratios
@@ -108,14 +109,15 @@ def write_markdown(r: dict) -> None:
         f"teacher soft labels only), best checkpoint by validation accuracy ({r['data']['valid']}), scored on the full "
         f"CodeXGLUE test set ({r['data']['test']}).",
         "",
-        "| model | test acc | test F1 | params | size MB (fp32 weights / on disk) | latency ms p50 / p90 (batch 1) | ex/s (batch 32) | J / example | gCO2e / 1k ex |",
+        "| model | test acc | test F1 | params | size MB (fp32 weights / on disk; 1 MB = 2^20 bytes) | latency ms p50 / p90 (batch 1) | ex/s (batch 32) | J / example | gCO2e / 1k ex |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in r["measured"]:
         t = m["test"]
         acc, f1 = ("n/a (random weights)", "n/a") if t is None else (f"{t['accuracy']:.4f}", f"{t['f1']:.4f}")
+        disk = "-" if m["disk_bytes"] is None else f"{m['disk_bytes'] / MB:.2f}"
         lines.append(
-            f"| {name[m['model']]} | {acc} | {f1} | {m['parameters']:,} | {m['size_mb']:.2f} / {'-' if m['disk_bytes'] is None else f"{m['disk_bytes'] / 1e6:.2f}"} "
+            f"| {name[m['model']]} | {acc} | {f1} | {m['parameters']:,} | {m['size_mb']:.2f} / {disk} "
             f"| {m['latency_ms']['median']:.2f} / {m['latency_ms']['p90']:.2f} | {m['throughput']['examples_per_second']:.1f} "
             f"| {m['energy']['joules_per_example']:.4f} ({m['energy']['method']}) | {m['carbon']['grams_per_1000_examples']:.4f} |"
         )

@@ -121,3 +121,17 @@ def test_distill_user_errors(tmp_path, defect_data, capsys, monkeypatch, change,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "s").exists()
+
+
+def test_space_json_and_infeasible_budget(capsys, monkeypatch):
+    result = runner.invoke(app, ["space", "--task", "defect", "--budget-mb", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    defect = json.loads(result.output)
+    assert {"configurations", "dimensions", "wall_seconds", "splits", "z3_checks"} <= set(defect)
+    assert defect["dimensions"]["hidden_size"]["feasible"][1] < 768
+    assert 0 < defect["configurations"]["feasible_fraction"] < 1
+    clone = json.loads(runner.invoke(app, ["space", "--task", "clone", "--budget-mb", "3", "--json"]).output)
+    assert clone["configurations"]["feasible"] < defect["configurations"]["feasible"]
+    assert _run(["space", "--budget-mb", "0.01"], monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert "size <= budget cannot be met" in err and "smallest model in the space needs" in err
