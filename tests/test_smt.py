@@ -84,9 +84,10 @@ def test_predicate_agrees_with_brute_force_everywhere():
     assert n_ok * free == count
 
 
-def test_repair_lands_in_the_feasible_set_and_keeps_feasible_points():
+@pytest.mark.parametrize("gflops", [None, 1.0])
+def test_repair_lands_in_the_feasible_set_and_keeps_feasible_points(gflops):
     space = Space.paper()
-    c = Constraints(3 * MB, 1)
+    c = Constraints(3 * MB, 1, gflops)
     feas = Feasibility(space, c)
     rng = np.random.default_rng(1)
     for _ in range(200):
@@ -96,6 +97,7 @@ def test_repair_lands_in_the_feasible_set_and_keeps_feasible_points():
         assert feas.repair(fixed) == fixed
     ok = asdict(StudentConfig())
     assert feas.repair(ok) == ok
+    assert feas.repair({**ok, "num_attention_heads": 5})["num_attention_heads"] == 4  # nearest divisor of 96
 
 
 def test_full_space_runs_fast_and_clone_budget_is_tighter():

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import z3
 
-from avatar.cost import MB, RELATIVE_TERMS, flops_of, params_of
+from avatar.cost import MB, RELATIVE_TERMS, flops, flops_of, parameter_count, params_of
 from avatar.errors import AvatarError
 from avatar.space import NAMES, CatDim, Space, _plain
 from avatar.student import StudentConfig
@@ -28,6 +28,7 @@ from avatar.student import StudentConfig
 # the dimensions z3 reasons about numerically; the others (categories, dropouts) enter only through feasibility
 LINEAR = ("vocab_size", "intermediate_size", "max_sequence_length")  # free inside a split
 SPLIT = ("num_hidden_layers", "hidden_size", "position_embedding_type")  # fixed inside a split
+SHRINK_ORDER = ("vocab_size", "intermediate_size", "num_hidden_layers", "hidden_size", "max_sequence_length")
 
 
 @dataclass(frozen=True)
@@ -323,8 +324,6 @@ class Feasibility:
             problems.append(f"hidden_size {H} is not divisible into {heads} heads of at least {self.c.min_head_dim}")
             return problems
         cfg = StudentConfig(**values)
-        from avatar.cost import flops, parameter_count
-
         if 4 * parameter_count(cfg, self.c.num_inputs) > self.c.budget_bytes:
             problems.append(f"size {4 * parameter_count(cfg, self.c.num_inputs) / MB:.3f} MB exceeds the budget")
         if self.c.max_gflops is not None and flops(cfg, self.c.num_inputs) > self.c.max_gflops * 1e9:
@@ -335,7 +334,11 @@ class Feasibility:
         return not self.violations(values)
 
     def repair(self, values: dict) -> dict:
-        """A feasible configuration near ``values``: snap to the grid, fix heads, then shrink what costs most."""
+        """A feasible configuration near ``values``: snap to the grid, fix the heads, then shrink step by step.
+
+        Each step takes the one-dimension shrink that removes the most excess (size over budget, FLOPs over the
+        cap); vocabulary and intermediate size halve their distance to the floor, the others move one grid step.
+        """
         out = {}
         for name in NAMES:
             d, v = self.space.dims[name], values[name]
@@ -344,30 +347,47 @@ class Feasibility:
             else:
                 grid = d.values()
                 out[name] = _plain(grid[int(np.abs(grid - v).argmin())])
-        out["num_attention_heads"] = self._nearest_heads(out["hidden_size"], out["num_attention_heads"])
-        # shrink, in order, the dimensions that carry most of the size, one grid step at a time
-        order = ("vocab_size", "intermediate_size", "num_hidden_layers", "hidden_size", "max_sequence_length")
-        while not self.is_feasible(out):
-            moved = False
-            for name in order:
-                d = self.space.dims[name]
-                if out[name] - d.step >= d.low:
-                    trial = dict(out)
-                    trial[name] = _plain(out[name] - d.step) if name in ("vocab_size", "intermediate_size") else out[name] - d.step
-                    if name in ("vocab_size", "intermediate_size"):  # big ranges: halve the distance to the floor
-                        trial[name] = d.low + ((out[name] - d.low) // 2 // d.step) * d.step
-                    if name == "hidden_size":
-                        trial["num_attention_heads"] = self._nearest_heads(trial["hidden_size"], out["num_attention_heads"])
-                        if trial["num_attention_heads"] is None:
-                            continue
-                    out, moved = trial, True
-                    break
-            if not moved:
-                if out["position_embedding_type"] != "absolute" and "absolute" in self.space.dims["position_embedding_type"].choices:
-                    out["position_embedding_type"] = "absolute"
-                    continue
-                raise AvatarError("cannot repair the configuration: no feasible configuration is reachable by shrinking it")
+        out = self._with_valid_heads(out)
+        while (excess := self._excess(out)) > 0:
+            candidates = [c for c in (self._shrunk(out, name) for name in SHRINK_ORDER) if c is not None]
+            best = min(candidates, key=self._excess, default=None)
+            if best is not None and self._excess(best) < excess:
+                out = best
+            elif out["position_embedding_type"] != "absolute" and "absolute" in self.space.dims["position_embedding_type"].choices:
+                out = {**out, "position_embedding_type": "absolute"}
+            else:
+                raise AvatarError("cannot repair the configuration: shrinking it reaches no feasible configuration")
         return out
+
+    def _excess(self, values: dict) -> float:
+        """How far ``values`` (with valid heads) is over the budget and the cap, relatively; 0 when feasible."""
+        cfg = StudentConfig(**values)
+        over = max(0.0, 4 * parameter_count(cfg, self.c.num_inputs) / self.c.budget_bytes - 1)
+        if self.c.max_gflops is not None:
+            over += max(0.0, flops(cfg, self.c.num_inputs) / (self.c.max_gflops * 1e9) - 1)
+        return over
+
+    def _shrunk(self, values: dict, name: str) -> dict | None:
+        d, v = self.space.dims[name], values[name]
+        if v <= d.low:
+            return None
+        if name in ("vocab_size", "intermediate_size"):  # wide ranges: halve the distance to the floor
+            smaller = d.low + ((v - d.low) // 2 // d.step) * d.step
+        else:
+            smaller = v - d.step
+        try:
+            return self._with_valid_heads({**values, name: smaller})
+        except AvatarError:
+            return None
+
+    def _with_valid_heads(self, values: dict) -> dict:
+        """Heads made to divide hidden (nearest allowed count); hidden moved to the nearest size that has any."""
+        H = values["hidden_size"]
+        for hidden in sorted((int(h) for h in self.space.dims["hidden_size"].values()), key=lambda h: (abs(h - H), h)):
+            heads = self._nearest_heads(hidden, values["num_attention_heads"])
+            if heads is not None:
+                return {**values, "hidden_size": hidden, "num_attention_heads": heads}
+        raise AvatarError("no hidden size in the space splits into valid heads")
 
     def _nearest_heads(self, H: int, heads: int) -> int | None:
         allowed = _heads_for(self.space, H, self.c)
