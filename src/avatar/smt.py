@@ -333,6 +333,20 @@ class Feasibility:
     def is_feasible(self, values: dict) -> bool:
         return not self.violations(values)
 
+    def feasible_mask(self, index: np.ndarray) -> np.ndarray:
+        """Vectorised predicate over grid points given as an (N, 13) array of per-dimension grid indices."""
+        col = {name: index[:, i] for i, name in enumerate(NAMES)}
+        val = {n: np.asarray(self.space.dims[n].values())[col[n]] for n in (*LINEAR, "num_hidden_layers", "hidden_size", "num_attention_heads")}
+        pos = np.asarray(self.space.dims["position_embedding_type"].values(), dtype=object)[col["position_embedding_type"]]
+        V, I, S = (val[n].astype(np.int64) for n in LINEAR)  # noqa: E741
+        L, H, NH = (val[n].astype(np.int64) for n in ("num_hidden_layers", "hidden_size", "num_attention_heads"))
+        ok = (H % NH == 0) & (H // NH >= self.c.min_head_dim)
+        ok &= params_of(V, L, H, I, NH, S, (pos != "absolute").astype(np.int64), self.c.num_inputs) <= self.c.max_params
+        if self.c.max_gflops is not None:
+            terms = np.array([RELATIVE_TERMS[p] for p in pos], dtype=np.int64)
+            ok &= flops_of(L, H, I, S, terms, self.c.num_inputs) <= self.c.max_gflops * 1e9
+        return ok
+
     def repair(self, values: dict) -> dict:
         """A feasible configuration near ``values``: snap to the grid, fix the heads, then shrink step by step.
 
