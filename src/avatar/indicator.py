@@ -1,0 +1,117 @@
+"""The effectiveness indicator: a regression surrogate from configuration to validation score.
+
+Several scikit-learn surrogates (Bayesian ridge as in the paper, a Gaussian process, a tree ensemble) are
+scored by leave-one-out error on the distilled samples; the best by mean absolute error is refitted on all of
+them. Features: one-hot categories and numeric genes scaled to [0, 1]. Saved as JSON (the samples, the choice
+and the report) and refitted on load — deterministic and small, and no pickle to trust.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+from sklearn.ensemble import ExtraTreesRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.linear_model import BayesianRidge
+from sklearn.model_selection import LeaveOneOut, cross_val_predict
+
+from avatar._io import write_json_atomic
+from avatar.errors import AvatarError
+from avatar.space import NAMES, CatDim, Space
+
+FORMAT = "avatar-indicator/1"
+
+
+def _surrogates(seed: int) -> dict:
+    return {
+        "bayesian_ridge": BayesianRidge(),
+        "gaussian_process": GaussianProcessRegressor(
+            kernel=ConstantKernel() * Matern(nu=2.5) + WhiteKernel(), normalize_y=True, random_state=seed
+        ),
+        "extra_trees": ExtraTreesRegressor(n_estimators=200, min_samples_leaf=2, random_state=seed),
+    }
+
+
+SURROGATES = tuple(_surrogates(0))
+
+
+def features(space: Space, configs: list[dict]) -> np.ndarray:
+    """One row per configuration: numeric dimensions scaled to [0, 1], categorical ones one-hot."""
+    columns = []
+    for name in NAMES:
+        d = space.dims[name]
+        values = [c[name] for c in configs]
+        if isinstance(d, CatDim):
+            columns += [[float(v == choice) for v in values] for choice in d.choices]
+        else:
+            span = (d.high - d.low) or 1
+            columns.append([(v - d.low) / span for v in values])
+    return np.array(columns, dtype=float).T
+
+
+@dataclass
+class Indicator:
+    space: Space
+    configs: list[dict]  # the distilled samples
+    scores: list[float]  # their validation scores
+    choice: str  # the surrogate kept
+    report: dict  # per surrogate: LOOCV MAE and Kendall tau
+    seed: int
+    model: object = None
+
+    @classmethod
+    def fit(cls, space: Space, configs: list[dict], scores: list[float], seed: int = 0) -> Indicator:
+        if len(configs) != len(scores) or len(configs) < 3:
+            raise AvatarError(f"the indicator needs at least 3 scored samples, got {len(scores)}")
+        X, y = features(space, configs), np.asarray(scores, dtype=float)
+        report = {}
+        for name, model in _surrogates(seed).items():
+            with warnings.catch_warnings():  # a GP on 20 points often hits its hyperparameter bounds; LOOCV judges it
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                pred = cross_val_predict(model, X, y, cv=LeaveOneOut())
+            tau = kendalltau(y, pred).statistic
+            report[name] = {"loocv_mae": float(np.abs(pred - y).mean()), "kendall_tau": None if np.isnan(tau) else float(tau)}
+        report["predict_mean_baseline"] = {"loocv_mae": float(np.abs(y - (y.sum() - y) / (len(y) - 1)).mean()), "kendall_tau": None}
+        choice = min(SURROGATES, key=lambda n: report[n]["loocv_mae"])
+        return cls(space, list(configs), list(map(float, scores)), choice, report, seed)._refit()
+
+    def _refit(self) -> Indicator:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.model = _surrogates(self.seed)[self.choice].fit(features(self.space, self.configs), np.asarray(self.scores))
+        return self
+
+    def predict(self, configs: list[dict]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predicted scores, and their standard deviations where the surrogate gives them (GP, ridge)."""
+        X = features(self.space, configs)
+        if self.choice in ("gaussian_process", "bayesian_ridge"):
+            mean, std = self.model.predict(X, return_std=True)
+            return mean, std
+        return self.model.predict(X), None
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(Path(path), {
+            "format": FORMAT, "choice": self.choice, "report": self.report, "seed": self.seed,
+            "space": self.space.describe(), "configs": self.configs, "scores": self.scores,
+        })
+
+    @classmethod
+    def load(cls, path: Path, space: Space) -> Indicator:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise AvatarError("indicator file not found", path) from None
+        except json.JSONDecodeError as e:
+            raise AvatarError(f"malformed indicator file ({e.msg})", path, e.lineno) from None
+        if doc.get("format") != FORMAT or doc.get("choice") not in SURROGATES:
+            raise AvatarError("not an Avatar indicator file", path)
+        if doc["space"] != space.describe():
+            raise AvatarError("the indicator was fitted on another configuration space", path)
+        return cls(space, doc["configs"], doc["scores"], doc["choice"], doc["report"], doc["seed"])._refit()

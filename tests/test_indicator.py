@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from avatar.cost import MB
+from avatar.errors import AvatarError
+from avatar.indicator import SURROGATES, Indicator, features
+from avatar.sampling import sample
+from avatar.smt import Constraints, Feasibility
+from avatar.space import Space
+
+
+def _truth(cfg):
+    """A smooth made-up effectiveness: more layers and width help, huge vocabularies a little, dropout hurts."""
+    return (0.5 + 0.02 * cfg["num_hidden_layers"] + 0.0004 * cfg["hidden_size"] + 0.000001 * cfg["vocab_size"]
+            - 0.1 * cfg["hidden_dropout_prob"] + 0.01 * (cfg["tokenizer"] == "BPE"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    space = Space.paper()
+    feas = Feasibility(space, Constraints(3 * MB, 1))
+    train = sample(space, feas, n=20, seed=0)
+    test = sample(space, feas, n=30, seed=1)
+    return space, train, test
+
+
+def test_features_are_scaled_and_one_hot(data):
+    space, train, _ = data
+    X = features(space, train)
+    assert X.shape == (20, 8 + 4 + 4 + 3 + 3 + 3)  # 8 numeric dims + one-hot tokenizer, act, pos, lr, batch
+    assert X.min() >= 0 and X.max() <= 1
+
+
+def test_loocv_picks_a_surrogate_that_beats_the_mean_and_ranks_well(data):
+    space, train, test = data
+    ind = Indicator.fit(space, train, [_truth(c) for c in train], seed=0)
+    assert ind.choice in SURROGATES and set(SURROGATES) <= set(ind.report)
+    best = ind.report[ind.choice]
+    assert best["loocv_mae"] == min(ind.report[n]["loocv_mae"] for n in SURROGATES)
+    assert best["loocv_mae"] < ind.report["predict_mean_baseline"]["loocv_mae"]
+    pred, _ = ind.predict(test)
+    truth = np.array([_truth(c) for c in test])
+    from scipy.stats import kendalltau
+
+    assert kendalltau(truth, pred).statistic > 0.5
+
+
+def test_save_load_gives_the_same_predictions(tmp_path, data):
+    space, train, test = data
+    ind = Indicator.fit(space, train, [_truth(c) for c in train], seed=0)
+    ind.save(tmp_path / "ind.json")
+    again = Indicator.load(tmp_path / "ind.json", space)
+    assert again.choice == ind.choice and again.report == ind.report
+    np.testing.assert_allclose(again.predict(test)[0], ind.predict(test)[0])
+    with pytest.raises(AvatarError, match="another configuration space"):
+        Indicator.load(tmp_path / "ind.json", space.override({"tokenizer": ["BPE"]}))
+
+
+def test_too_few_samples():
+    with pytest.raises(AvatarError, match="at least 3 scored samples"):
+        Indicator.fit(Space.paper(), [], [])
