@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import transformers
 from transformers.utils import logging as hf_logging
 
 from avatar.tasks import get_task, stratified_sample
@@ -31,7 +32,7 @@ RESULTS = HERE / "results"
 # CPU budget (2 cores, about 8 training examples/s for MiniLM at 256 tokens): subsets, 2 epochs, 256 tokens.
 SETTINGS = {
     "defect": {"data": "devign", "train": 3000, "valid": 1000, "test": None, "epochs": 2},
-    "clone": {"data": "bigclonebench", "train": 1500, "valid": 500, "test": 2000, "epochs": 2},
+    "clone": {"data": "bigclonebench", "train": 1000, "valid": 400, "test": 2000, "epochs": 1},
 }
 COMMON = {"model": "minilm", "max_length": 256, "lr": 5e-5, "batch_size": 16, "seed": 42}
 
@@ -64,6 +65,7 @@ def run(task_name: str, data_root: Path, out_root: Path) -> dict:
         "train_seconds": metrics["train_seconds"],
         "wall_seconds": round(time.perf_counter() - start, 1),
         "history": metrics["history"],
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
 
 
@@ -91,6 +93,9 @@ def write_markdown(results: dict, command: str) -> None:
         "best checkpoint by validation main metric (defect: accuracy, clone: F1).",
         "Train examples come from the labelled half of train; subsets are stratified and seeded.",
         f"Machine: {results['machine']}.",
+        "Library versions per run: "
+        + "; ".join(f"{t}: transformers {r.get('versions', {}).get('transformers', 'not recorded (5.23.0, before the <5 pin)')}" for t, r in results["runs"].items())
+        + ".",
     ]
     (RESULTS / "teacher.md").write_text("\n".join(lines) + "\n")
 
