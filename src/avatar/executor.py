@@ -1,0 +1,95 @@
+"""Running candidate jobs: one interface, two backends (a local process pool, Ray), resumable by key.
+
+A job is a JSON-able dict with a ``key``; its result is written atomically to ``results_dir/<key>.json`` as
+soon as it finishes, so an interrupted stage resumes without redoing finished jobs, on either backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Protocol
+
+from avatar._io import write_json_atomic
+from avatar.errors import AvatarError
+
+log = logging.getLogger(__name__)
+
+Job = dict  # must hold "key"; passed to the job function as it is
+BACKENDS = ("local", "ray")
+
+
+class Executor(Protocol):
+    def run(self, fn: Callable[[Job], dict], jobs: list[Job]) -> Iterator[tuple[Job, dict]]:
+        """Run ``fn`` on every job, yielding (job, result) as they finish, in any order."""
+        ...
+
+
+class LocalExecutor:
+    """A pool of fresh processes (spawned: safe with torch threads), one per core by default."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or os.cpu_count() or 1
+
+    def run(self, fn, jobs):
+        if self.workers == 1:  # no pool to start for a single worker
+            for job in jobs:
+                yield job, fn(job)
+            return
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+            futures = {pool.submit(fn, job): job for job in jobs}
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+
+
+class RayExecutor:
+    """Ray tasks on a cluster (``address``) or on a local Ray instance started here."""
+
+    def __init__(self, address: str | None = None, cpus_per_job: float = 1.0):
+        try:
+            import ray
+        except ImportError:
+            raise AvatarError("the Ray backend needs Ray: pip install 'avatar-distill[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self.cpus_per_job = cpus_per_job
+
+    def run(self, fn, jobs):
+        remote = self.ray.remote(num_cpus=self.cpus_per_job)(fn)
+        pending = {remote.remote(job): job for job in jobs}
+        while pending:
+            done, _ = self.ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                yield pending.pop(ref), self.ray.get(ref)
+
+
+def make_executor(backend: str = "local", workers: int | None = None, ray_address: str | None = None) -> Executor:
+    if backend == "local":
+        return LocalExecutor(workers)
+    if backend == "ray":
+        return RayExecutor(ray_address)
+    raise AvatarError(f"unknown executor {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+def run_jobs(fn: Callable[[Job], dict], jobs: list[Job], results_dir: Path, executor: Executor) -> dict[str, dict]:
+    """Results of every job by key: finished ones read back from ``results_dir``, the rest run and saved."""
+    results: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        path = Path(results_dir) / f"{job['key']}.json"
+        try:
+            results[job["key"]] = json.loads(path.read_text())["result"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            todo.append(job)
+    log.info("%d of %d jobs already done; running %d", len(jobs) - len(todo), len(jobs), len(todo))
+    for job, result in executor.run(fn, todo):
+        write_json_atomic(Path(results_dir) / f"{job['key']}.json", {"job": job, "result": result})
+        results[job["key"]] = result
+    return results

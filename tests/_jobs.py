@@ -1,0 +1,10 @@
+"""Job functions for executor tests: importable by spawned workers and Ray."""
+
+import os
+from pathlib import Path
+
+
+def square(job):
+    # leave a trace, so tests can tell which jobs really ran
+    Path(job["trace"]).joinpath(job["key"]).write_text(str(os.getpid()))
+    return {"value": job["x"] ** 2}
