@@ -369,6 +369,54 @@ def space(
     )
 
 
+@app.command()
+def search(
+    soft_labels: Annotated[Path, typer.Option("--soft-labels", help="the teacher's soft-label file (avatar label)")],
+    out: Annotated[Path, typer.Option("--out", help="run directory for space.json, indicator/, pareto.*, chosen_student.json")],
+    task: TaskOpt = "defect",
+    data: DataOpt = None,
+    seed: Seed = 42,
+    budget_mb: Annotated[float, typer.Option("--budget-mb", help="largest student, MB of fp32 weights")] = 3.0,
+    max_gflops: Annotated[float | None, typer.Option("--max-gflops", help="cap on inference GFLOPs per example")] = None,
+    samples: Annotated[int, typer.Option(help="configurations distilled briefly to train the indicator")] = 20,
+    sample_epochs: Annotated[int, typer.Option(help="epochs of each sample's short distillation")] = 1,
+    sample_limit: Annotated[int, typer.Option(help="unlabelled examples of each sample's short distillation")] = 2000,
+    objective: Annotated[str, typer.Option(help="latency (measured on this CPU) or flops (the paper's proxy)")] = "latency",
+    algorithm: Annotated[str, typer.Option(help="nsga2 or paper-ga (the paper's GA, for comparison)")] = "nsga2",
+    generations: Annotated[int, typer.Option(help="NSGA-II generations")] = 50,
+    prefer: Annotated[str, typer.Option(help="automatic choice: effectiveness, knee, fastest or smallest")] = "effectiveness",
+    executor: Annotated[str, typer.Option(help="local (process pool) or ray")] = "local",
+    workers: Annotated[int | None, typer.Option(help="local workers [default: one per core]")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="join this Ray cluster")] = None,
+) -> None:
+    """Sample feasible students, distil each briefly, fit the indicator, search the Pareto set and choose one."""
+    from avatar.distill import DistillConfig
+    from avatar.pipeline import SearchSettings, search_stage
+    from avatar.search import PREFERENCES
+    from avatar.tasks import get_task
+
+    _positive(budget_mb=budget_mb)
+    _at_least(1, samples=samples, sample_epochs=sample_epochs, sample_limit=sample_limit, generations=generations, workers=workers)
+    for name, value, allowed in (("--objective", objective, ("latency", "flops")), ("--algorithm", algorithm, ("nsga2", "paper-ga")),
+                                 ("--prefer", prefer, PREFERENCES), ("--executor", executor, ("local", "ray"))):
+        if value not in allowed:
+            raise AvatarError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    t = get_task(task)
+    settings = SearchSettings(
+        budget_mb=budget_mb, max_gflops=max_gflops, samples=samples,
+        short_budget=DistillConfig(epochs=sample_epochs, limit=sample_limit, eval_limit=500, patience=None, seed=seed),
+        objective=objective, algorithm=algorithm, generations=generations, prefer=prefer, executor=executor,
+        workers=workers, ray_address=ray_address, seed=seed,
+    )
+    with err_console.status("searching (sampling, distilling candidates, fitting, searching)"):
+        result = search_stage(out, t, data, seed, soft_labels, settings)
+    ind = result["indicator"]
+    console.print(f"indicator: {ind['choice']}, LOOCV MAE {ind['loocv_mae']:.4f}, Kendall tau {ind['kendall_tau']}")
+    console.print(f"Pareto set: {result['pareto_size']} configurations ({result['evaluations']} evaluated); choice ({prefer}):")
+    console.print_json(data=result["choice"])
+    console.print(f"chosen configuration: {out / 'chosen_student.json'} (distil it with avatar distill --config)")
+
+
 def main() -> None:
     try:
         app()

@@ -56,7 +56,7 @@ def flops_objective(num_inputs: int) -> CostModel:
 
 def _to_values(space: Space, x: dict) -> dict:
     """pymoo's variables (grid indices, categories) -> configuration values."""
-    return {n: x[n] if isinstance(space.dims[n], CatDim) else _plain(space.dims[n].values()[int(round(x[n]))]) for n in NAMES}
+    return {n: _plain(x[n] if isinstance(space.dims[n], CatDim) else space.dims[n].values()[int(round(x[n]))]) for n in NAMES}
 
 
 def _to_vars(space: Space, values: dict) -> dict:

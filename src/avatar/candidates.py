@@ -1,0 +1,63 @@
+"""The indicator's training data: sampled configurations, each distilled briefly and scored on validation.
+
+A candidate's key hashes its configuration, the data, the teacher's soft labels and the short budget, so any
+change of those is new work while an interrupted stage resumes where it stopped, on either executor backend.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from avatar._io import sha256_json
+from avatar.distill import DistillConfig
+from avatar.executor import Executor, run_jobs
+
+
+def candidate_key(config: dict, data: dict, soft_labels_key: str, budget: DistillConfig) -> str:
+    return sha256_json({"config": config, "data": data, "teacher": soft_labels_key, "budget": asdict(budget)})[:24]
+
+
+def distill_candidate(job: dict) -> dict:
+    """Distil one sampled configuration on the short budget; runs in a worker process or a Ray task."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from avatar.distill import distill
+    from avatar.labels import load_soft_labels
+    from avatar.student import StudentConfig
+    from avatar.tasks import get_task
+
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(job["threads"])
+    task = get_task(job["task"])
+    data = task.load(job["data_dir"], seed=job["seed"])
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = distill(task, data, load_soft_labels(Path(job["soft_labels"])), StudentConfig(**job["config"]),
+                          Path(tmp) / "student", DistillConfig(**job["budget"]))
+    return {
+        "score": metrics["valid"][task.main_metric],
+        "valid": metrics["valid"],
+        "parameters": metrics["parameters"],
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def score_candidates(
+    configs: list[dict], task_name: str, data_dir: str | None, seed: int, soft_labels: Path, soft_labels_key: str,
+    data_fingerprint: dict, budget: DistillConfig, results_dir: Path, executor: Executor, threads: int = 1,
+) -> list[dict]:
+    """Validation results of every configuration, in order; finished candidates are read back, not redone."""
+    jobs = [
+        {
+            "key": candidate_key(c, data_fingerprint, soft_labels_key, budget),
+            "config": c, "task": task_name, "data_dir": data_dir, "seed": seed,
+            "soft_labels": str(Path(soft_labels).resolve()), "budget": asdict(budget), "threads": threads,
+        }
+        for c in configs
+    ]
+    results = run_jobs(distill_candidate, jobs, results_dir, executor)
+    return [results[j["key"]] for j in jobs]
