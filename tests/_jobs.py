@@ -8,3 +8,9 @@ def square(job):
     # leave a trace, so tests can tell which jobs really ran
     Path(job["trace"]).joinpath(job["key"]).write_text(str(os.getpid()))
     return {"value": job["x"] ** 2}
+
+
+def fail_on_two(job):
+    if job["x"] == 2:
+        raise ValueError("boom")
+    return square(job)

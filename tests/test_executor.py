@@ -7,7 +7,7 @@ from avatar.errors import AvatarError
 from avatar.executor import LocalExecutor, make_executor, run_jobs
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _jobs import square  # noqa: E402
+from _jobs import fail_on_two, square  # noqa: E402
 
 
 def _ray_executor():
@@ -48,3 +48,13 @@ def test_a_damaged_result_is_redone(tmp_path):
 def test_unknown_backend():
     with pytest.raises(AvatarError, match="unknown executor 'slurm'"):
         make_executor("slurm")
+
+
+def test_a_failing_job_keeps_finished_results_and_stops(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    jobs = [{"key": f"k{i}", "x": i, "trace": str(trace)} for i in range(4)]
+    with pytest.raises(ValueError, match="boom"):
+        run_jobs(fail_on_two, jobs, tmp_path / "results", LocalExecutor(1))
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["k0.json", "k1.json"]

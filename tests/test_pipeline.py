@@ -59,3 +59,8 @@ def test_search_stage_end_to_end_and_resume(tmp_path, tiny_encoder, defect_data,
     monkeypatch.setattr(candidates_mod, "distill_candidate", lambda job: calls.append(job) or {"score": 0.5})
     search_stage(run, task, defect_data, 42, run / "soft_labels.json", settings, space)
     assert calls == []  # every candidate was read back, none distilled again
+
+    # a different teacher (same data) means new soft labels, so every candidate is new work
+    teacher_stage(run, task, data, FinetuneConfig(model=str(tiny_encoder), max_length=32, train=TrainConfig(epochs=2)))
+    search_stage(run, task, defect_data, 42, run / "soft_labels.json", settings, space)
+    assert len(calls) == 4

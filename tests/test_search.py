@@ -78,6 +78,8 @@ def test_choice_rules(problem):
     assert F[best, 0] == F[:, 0].min()
     assert F[choose(result, "fastest"), 1] == F[:, 1].min()
     assert F[choose(result, "smallest"), 2] == F[:, 2].min()
-    assert 0 <= choose(result, "knee") < len(F)
+    span = np.ptp(F, axis=0)
+    distance = np.linalg.norm((F - F.min(axis=0)) / np.where(span > 0, span, 1), axis=1)
+    assert choose(result, "knee") == int(distance.argmin())
     with pytest.raises(AvatarError, match="unknown preference"):
         choose(result, "cheapest")

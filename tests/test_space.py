@@ -56,6 +56,8 @@ def test_overrides_from_toml_and_json(tmp_path):
         ('vocab_size = 5', "takes a table with low, high"),
         ('vocab_size = {low = "a"}', "bounds must be numbers"),
         ('this is not toml', "malformed TOML"),
+        ('hidden_dropout_prob = {low = 0.1, high = 0.5, step = 0.3}', "must lie on the grid"),
+        ('tokenizer = ["BPE", "BPE"]', "each once"),
     ],
 )
 def test_bad_space_files(tmp_path, text, message):

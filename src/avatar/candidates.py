@@ -31,13 +31,17 @@ def distill_candidate(job: dict) -> dict:
     from avatar.tasks import get_task
 
     hf_logging.set_verbosity_error()
+    threads = torch.get_num_threads()
     torch.set_num_threads(job["threads"])
-    task = get_task(job["task"])
-    data = task.load(job["data_dir"], seed=job["seed"])
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        metrics = distill(task, data, load_soft_labels(Path(job["soft_labels"])), StudentConfig(**job["config"]),
-                          Path(tmp) / "student", DistillConfig(**job["budget"]))
+    try:  # a single-worker executor runs jobs in the calling process: give its thread count back afterwards
+        task = get_task(job["task"])
+        data = task.load(job["data_dir"], seed=job["seed"])
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            metrics = distill(task, data, load_soft_labels(Path(job["soft_labels"])), StudentConfig(**job["config"]),
+                              Path(tmp) / "student", DistillConfig(**job["budget"]))
+    finally:
+        torch.set_num_threads(threads)
     return {
         "score": metrics["valid"][task.main_metric],
         "valid": metrics["valid"],

@@ -77,6 +77,11 @@ def _positive(**options: float) -> None:
             raise AvatarError(f"{_flag(name)} must be positive, got {value}")
 
 
+def _budget(budget_mb: float) -> None:
+    if not 0 < budget_mb <= 1e6:  # also refuses nan and inf
+        raise AvatarError(f"--budget-mb must be a positive number of MB up to 1e6, got {budget_mb}")
+
+
 def _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed):
     from avatar.teacher import FinetuneConfig
     from avatar.trainer import TrainConfig
@@ -342,7 +347,7 @@ def space(
     from avatar.space import Space
     from avatar.tasks import get_task
 
-    _positive(budget_mb=budget_mb)
+    _budget(budget_mb)
     if max_gflops is not None:
         _positive(max_gflops=max_gflops)
     _at_least(1, min_head_dim=min_head_dim)
@@ -383,7 +388,10 @@ def search(
     sample_limit: Annotated[int, typer.Option(help="unlabelled examples of each sample's short distillation")] = 2000,
     objective: Annotated[str, typer.Option(help="latency (measured on this CPU) or flops (the paper's proxy)")] = "latency",
     algorithm: Annotated[str, typer.Option(help="nsga2 or paper-ga (the paper's GA, for comparison)")] = "nsga2",
-    generations: Annotated[int, typer.Option(help="NSGA-II generations")] = 50,
+    generations: Annotated[int, typer.Option(help="generations (NSGA-II, or the paper GA's 50)")] = 50,
+    population: Annotated[int, typer.Option(help="population (NSGA-II 40; the paper GA used 20)")] = 40,
+    min_head_dim: Annotated[int, typer.Option(help="smallest hidden_size / heads allowed")] = 4,
+    space_file: Annotated[Path | None, typer.Option("--space", help="TOML/JSON file overriding dimension ranges")] = None,
     prefer: Annotated[str, typer.Option(help="automatic choice: effectiveness, knee, fastest or smallest")] = "effectiveness",
     executor: Annotated[str, typer.Option(help="local (process pool) or ray")] = "local",
     workers: Annotated[int | None, typer.Option(help="local workers [default: one per core]")] = None,
@@ -392,24 +400,26 @@ def search(
     """Sample feasible students, distil each briefly, fit the indicator, search the Pareto set and choose one."""
     from avatar.distill import DistillConfig
     from avatar.pipeline import SearchSettings, search_stage
-    from avatar.search import PREFERENCES
     from avatar.tasks import get_task
 
-    _positive(budget_mb=budget_mb)
-    _at_least(1, samples=samples, sample_epochs=sample_epochs, sample_limit=sample_limit, generations=generations, workers=workers)
-    for name, value, allowed in (("--objective", objective, ("latency", "flops")), ("--algorithm", algorithm, ("nsga2", "paper-ga")),
-                                 ("--prefer", prefer, PREFERENCES), ("--executor", executor, ("local", "ray"))):
-        if value not in allowed:
-            raise AvatarError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    from avatar.pipeline import check_search_settings
+    from avatar.space import Space
+
+    _budget(budget_mb)
+    _at_least(3, samples=samples)
+    _at_least(1, sample_epochs=sample_epochs, sample_limit=sample_limit, generations=generations, population=population,
+              workers=workers, min_head_dim=min_head_dim)
     t = get_task(task)
     settings = SearchSettings(
-        budget_mb=budget_mb, max_gflops=max_gflops, samples=samples,
+        budget_mb=budget_mb, max_gflops=max_gflops, min_head_dim=min_head_dim, samples=samples, population=population,
         short_budget=DistillConfig(epochs=sample_epochs, limit=sample_limit, eval_limit=500, patience=None, seed=seed),
         objective=objective, algorithm=algorithm, generations=generations, prefer=prefer, executor=executor,
         workers=workers, ray_address=ray_address, seed=seed,
     )
+    check_search_settings(settings)
+    sp = Space.load(space_file) if space_file else Space.paper()
     with err_console.status("searching (sampling, distilling candidates, fitting, searching)"):
-        result = search_stage(out, t, data, seed, soft_labels, settings)
+        result = search_stage(out, t, data, seed, soft_labels, settings, sp)
     ind = result["indicator"]
     console.print(f"indicator: {ind['choice']}, LOOCV MAE {ind['loocv_mae']:.4f}, Kendall tau {ind['kendall_tau']}")
     console.print(f"Pareto set: {result['pareto_size']} configurations ({result['evaluations']} evaluated); choice ({prefer}):")

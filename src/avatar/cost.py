@@ -61,8 +61,3 @@ def flops(cfg: StudentConfig, num_inputs: int, tokens: int | None = None) -> int
     return flops_of(cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, T,
                     RELATIVE_TERMS[cfg.position_embedding_type], num_inputs)
 
-
-def costs(cfg: StudentConfig, num_inputs: int) -> dict:
-    """Everything the cost model knows of a configuration, for reports."""
-    n = parameter_count(cfg, num_inputs)
-    return {"parameters": n, "bytes_fp32": 4 * n, "bytes_int8": n, "mb_fp32": 4 * n / MB, "gflops": flops(cfg, num_inputs) / 1e9}

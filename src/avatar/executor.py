@@ -44,8 +44,12 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
             futures = {pool.submit(fn, job): job for job in jobs}
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+            try:
+                for fut in as_completed(futures):
+                    yield futures[fut], fut.result()
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # one failure (or Ctrl-C) stops the queue instead of training on
+                raise
 
 
 class RayExecutor:
@@ -58,7 +62,10 @@ class RayExecutor:
             raise AvatarError("the Ray backend needs Ray: pip install 'avatar-distill[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise AvatarError(f"cannot start or join Ray{f' at {address}' if address else ''}: {str(e).splitlines()[0]}") from None
         self.cpus_per_job = cpus_per_job
 
     def run(self, fn, jobs):

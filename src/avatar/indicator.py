@@ -68,7 +68,9 @@ class Indicator:
 
     @classmethod
     def fit(cls, space: Space, configs: list[dict], scores: list[float], seed: int = 0) -> Indicator:
-        if len(configs) != len(scores) or len(configs) < 3:
+        if len(configs) != len(scores):
+            raise AvatarError(f"{len(configs)} configurations but {len(scores)} scores")
+        if len(configs) < 3:
             raise AvatarError(f"the indicator needs at least 3 scored samples, got {len(scores)}")
         X, y = features(space, configs), np.asarray(scores, dtype=float)
         report = {}

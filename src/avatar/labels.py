@@ -29,6 +29,7 @@ FORMAT = "avatar-soft-labels/2"
 class SoftLabels:
     data: str  # fingerprint of the examples that were labelled
     logits: dict[str, list[float]]  # example id -> the teacher's two logits
+    key: str = ""  # hash of teacher and data: changes whenever the teacher does
 
 
 def teacher_hash(teacher_dir: Path) -> str:
@@ -100,7 +101,7 @@ def _check_not_taught_on(teacher_dir: Path, examples: list[Example]) -> None:
 def load_soft_labels(path: Path) -> SoftLabels:
     """Example id -> teacher logits, from a file :func:`label` wrote, with the fingerprint of the data labelled."""
     doc = _read(path)
-    return SoftLabels(doc["data"], {row["id"]: row["logits"] for row in doc["labels"]})
+    return SoftLabels(doc["data"], {row["id"]: row["logits"] for row in doc["labels"]}, doc["key"])
 
 
 def _read(path: Path) -> dict:

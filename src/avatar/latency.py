@@ -58,18 +58,19 @@ def time_architecture(values: dict, task: Task, runs: int = 10, warmup: int = 2,
 class LatencyCache:
     def __init__(self) -> None:
         self.path = cache_dir() / "latency" / f"{machine_key()}.json"
-        self.data: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        try:
+            self.data: dict[str, float] = json.loads(self.path.read_text())
+        except (OSError, ValueError):  # absent or damaged: measure again
+            self.data = {}
 
     def measure(self, configs: list[dict], task: Task, runs: int = 10) -> list[float]:
-        out, changed = [], False
+        out = []
         for values in configs:
             key = _arch_key(values, task.num_inputs)
             if key not in self.data:
                 self.data[key] = time_architecture(values, task, runs)
-                changed = True
+                write_json_atomic(self.path, self.data)  # after each: an interruption keeps what was timed
             out.append(self.data[key])
-        if changed:
-            write_json_atomic(self.path, self.data)
         return out
 
 

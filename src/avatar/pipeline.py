@@ -14,12 +14,12 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from avatar.labels import label
-from avatar.tasks import Task, TaskData
-from avatar._io import METRICS, write_json_atomic
-from avatar.distill import DistillConfig
+from avatar._io import METRICS, write_json_atomic, write_text_atomic
+from avatar.distill import DistillConfig, teacher_view
 from avatar.errors import AvatarError
+from avatar.labels import label
 from avatar.space import Space
+from avatar.tasks import Task, TaskData
 from avatar.teacher import FinetuneConfig, data_fingerprints, finetune
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,27 @@ class SearchSettings:
     seed: int = 0  # sampling and search
 
 
+def check_search_settings(s: SearchSettings) -> None:
+    """Every setting checked before any work starts (the stage distils candidates for a long time)."""
+    from avatar.search import PREFERENCES
+
+    choices = {"objective": ("latency", "flops"), "algorithm": ("nsga2", "paper-ga"), "prefer": PREFERENCES, "executor": ("local", "ray")}
+    for name, allowed in choices.items():
+        if getattr(s, name) not in allowed:
+            raise AvatarError(f"{name} must be one of {', '.join(allowed)}, got {getattr(s, name)!r}")
+    if s.samples < 3:
+        raise AvatarError(f"the indicator needs at least 3 samples, got {s.samples}")
+    if not (0 < s.budget_mb <= 1e6) or (s.max_gflops is not None and not 0 < s.max_gflops < 1e9):
+        raise AvatarError(f"budget must be a positive number of MB up to 1e6 (got {s.budget_mb}) and a GFLOPs cap positive")
+
+
 def search_stage(
     run_dir: Path, task: Task, data_dir: Path | None, data_seed: int, soft_labels: Path, settings: SearchSettings,
     space: Space | None = None,
 ) -> dict:
     """Space -> SMT -> sampled candidates -> indicator -> latency model -> search -> choice, into ``run_dir``."""
     import csv
+    import io
     import os
 
     from avatar.candidates import score_candidates
@@ -82,6 +97,7 @@ def search_stage(
     from avatar.student import StudentConfig
     from avatar.teacher import data_fingerprints
 
+    check_search_settings(settings)
     space = space or Space.paper()
     c = Constraints(int(settings.budget_mb * MB), task.num_inputs, settings.max_gflops, settings.min_head_dim)
     smt = analyse(space, c)
@@ -92,11 +108,12 @@ def search_stage(
     write_json_atomic(run_dir / "indicator" / "samples.json", configs)
     soft = load_soft_labels(soft_labels)
     data = task.load(data_dir, seed=data_seed)
+    teacher_view(data.unlabelled, soft)  # soft labels made for other data: fail here, not in every worker
     workers = settings.workers or os.cpu_count() or 1
     executor = make_executor(settings.executor, workers, settings.ray_address)
     results = score_candidates(
         configs, task.name, None if data_dir is None else str(Path(data_dir).resolve()), data_seed, soft_labels,
-        soft.data, data_fingerprints(data), settings.short_budget, run_dir / "indicator" / "candidates", executor,
+        soft.key, data_fingerprints(data), settings.short_budget, run_dir / "indicator" / "candidates", executor,
         threads=max(1, (os.cpu_count() or 1) // workers),
     )
     indicator = Indicator.fit(space, configs, [r["score"] for r in results], settings.seed)
@@ -108,28 +125,23 @@ def search_stage(
         latency = LatencyModel.fit(timed, latencies, task.num_inputs)
         write_json_atomic(run_dir / "latency.json", {"report": latency.report, "measured_ms": latencies, "configs": timed})
         speed, speed_name = latency.predict, "latency_ms"
-    elif settings.objective == "flops":
-        speed, speed_name = flops_objective(task.num_inputs), "gflops"
     else:
-        raise AvatarError(f"unknown objective {settings.objective!r}; choose latency or flops")
+        speed, speed_name = flops_objective(task.num_inputs), "gflops"
 
     objectives = Objectives(indicator.predict, speed, speed_name, task.num_inputs)
     if settings.algorithm == "nsga2":
         result = nsga2(space, feas, objectives, settings.population, settings.generations, settings.seed)
-    elif settings.algorithm == "paper-ga":
-        result = paper_ga(space, feas, objectives, seed=settings.seed)
     else:
-        raise AvatarError(f"unknown algorithm {settings.algorithm!r}; choose nsga2 or paper-ga")
+        result = paper_ga(space, feas, objectives, settings.population, settings.generations, seed=settings.seed)
     rows = result.rows()
     pick = choose(result, settings.prefer)
     write_json_atomic(run_dir / "pareto.json", {"objectives": ["predicted_effectiveness", speed_name, "size_mb"], "choice": pick, "prefer": settings.prefer, "rows": rows})
-    tmp = run_dir / ".pareto.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, run_dir / "pareto.csv")
-    chosen = StudentConfig(**{k: result.configs[pick][k] for k in result.configs[pick]})
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(run_dir / "pareto.csv", table.getvalue())
+    chosen = StudentConfig(**result.configs[pick])
     chosen.save(run_dir / "chosen_student.json")
     return {
         "space": smt.to_dict(space)["configurations"],

@@ -93,7 +93,7 @@ class _StudentProblem(Problem):
         out["F"], _ = self.objectives.evaluate(configs)
         c = self.feas.c
         size = np.array([4 * parameter_count(StudentConfig(**v), c.num_inputs) for v in configs])
-        cap = np.array([flops(StudentConfig(**v), c.num_inputs) for v in configs]) if c.max_gflops else None
+        cap = np.array([flops(StudentConfig(**v), c.num_inputs) for v in configs]) if c.max_gflops is not None else None
         out["G"] = np.column_stack([
             size / c.budget_bytes - 1,  # <= 0: within the budget (a hard constraint, not an objective)
             cap / (c.max_gflops * 1e9) - 1 if cap is not None else np.full(len(configs), -1.0),
@@ -188,7 +188,10 @@ def paper_ga(
         return feas.repair(values)
 
     def to_genome(values: dict) -> list[int]:
-        return [list(space.dims[n].values()).index(values[n]) for n in NAMES]
+        return [
+            space.dims[n].choices.index(values[n]) if isinstance(space.dims[n], CatDim) else int(round((values[n] - space.dims[n].low) / space.dims[n].step))
+            for n in NAMES
+        ]
 
     population = [to_genome(to_config(random_genome())) for _ in range(pop_size)]
     archive: dict[tuple, np.ndarray] = {}

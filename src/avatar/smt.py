@@ -219,13 +219,13 @@ def _count(space: Space, c: Constraints, splits: list[Split]) -> tuple[int, dict
     """Feasible grid points, exactly, and the values each dimension takes in them."""
     dims = space.dims
     V = dims["vocab_size"].values()
-    I = dims["intermediate_size"].values().astype(object if c.max_params > 2**40 else np.int64)  # noqa: E741
+    I = dims["intermediate_size"].values().astype(np.int64)  # noqa: E741
     S_values = dims["max_sequence_length"].values()
     free = 1  # dimensions no constraint touches multiply every count
     for name in NAMES:
         if name not in (*LINEAR, *SPLIT, "num_attention_heads"):
             free *= len(dims[name])
-    seen: dict[str, set] = {name: set() for name in NAMES}
+    seen: dict[str, set] = {name: set() for name in NAMES}  # LINEAR dims: from the bounds (values are contiguous)
     total = 0
     I2, S2 = I[None, :], S_values[:, None].astype(I.dtype)  # (1, nI), (nS, 1)
     for sp in splits:
@@ -238,10 +238,6 @@ def _count(space: Space, c: Constraints, splits: list[Split]) -> tuple[int, dict
             n_v = np.where(a * I2 + b <= int(c.max_gflops * 1e9), n_v, 0)
         split_count = int(n_v.sum())
         if split_count:
-            rows, cols = np.nonzero(n_v)
-            seen["max_sequence_length"].update(int(S_values[r]) for r in set(rows.tolist()))
-            seen["intermediate_size"].update((int(I[cols.min()]), int(I[cols.max()])))
-            seen["vocab_size"].update((int(V[0]), int(V[int(n_v.max()) - 1])))
             total += split_count * len(sp.heads)
             seen["num_hidden_layers"].add(sp.L)
             seen["hidden_size"].add(sp.H)

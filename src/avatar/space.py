@@ -87,9 +87,11 @@ class Space:
         for name, dim in self.dims.items():
             if isinstance(dim, IntDim | FloatDim) and (dim.step <= 0 or dim.high < dim.low):
                 raise AvatarError(f"space: {name} needs low <= high and a positive step, got {dim}")
-            if isinstance(dim, CatDim) and not dim.choices:
-                raise AvatarError(f"space: {name} needs at least one choice")
-            if isinstance(dim, IntDim) and (dim.high - dim.low) % dim.step:
+            if isinstance(dim, CatDim) and (not dim.choices or len(set(dim.choices)) != len(dim.choices)):
+                raise AvatarError(f"space: {name} needs at least one choice, each once")
+            off_grid = (dim.high - dim.low) % dim.step if isinstance(dim, IntDim) else (
+                abs(dim.low + (len(dim) - 1) * dim.step - dim.high) > 1e-9 if isinstance(dim, FloatDim) else False)
+            if off_grid:
                 raise AvatarError(f"space: {name} high ({dim.high}) must lie on the grid low + k * step")
         if set(self.dims) != set(NAMES):
             raise AvatarError(f"space: needs exactly the dimensions {', '.join(NAMES)}")
@@ -140,9 +142,11 @@ class Space:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
-            raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+            raw = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
         except FileNotFoundError:
             raise AvatarError("space file not found", path) from None
+        except (OSError, UnicodeError) as e:
+            raise AvatarError(f"cannot read space file ({e.__class__.__name__})", path) from None
         except tomllib.TOMLDecodeError as e:
             raise AvatarError(f"malformed TOML ({e})", path) from None
         except json.JSONDecodeError as e:
