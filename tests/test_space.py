@@ -65,3 +65,13 @@ def test_bad_space_files(tmp_path, text, message):
     with pytest.raises(AvatarError) as err:
         Space.load(tmp_path / "s.toml")
     assert message in str(err.value) and str(tmp_path / "s.toml") in str(err.value)
+
+
+def test_overrides_from_flags():
+    space = Space.paper().override_flags(["vocab_size=2000:9000:1000", "num_hidden_layers=1:4"], ["tokenizer=BPE,Unigram", "batch_size=16,32"])
+    assert space.dims["vocab_size"] == IntDim(2000, 9000, 1000) and space.dims["num_hidden_layers"] == IntDim(1, 4, 1)
+    assert space.dims["tokenizer"].choices == ("BPE", "Unigram") and space.dims["batch_size"].choices == (16, 32)
+    with pytest.raises(AvatarError, match="--range takes NAME=LOW:HIGH"):
+        Space.paper().override_flags(["vocab_size=2000"], [])
+    with pytest.raises(AvatarError, match="--choices batch_size takes int values"):
+        Space.paper().override_flags([], ["batch_size=big"])

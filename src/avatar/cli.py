@@ -330,6 +330,10 @@ def compare(
     console.print(_footer(results))
 
 
+RangeOpt = Annotated[list[str] | None, typer.Option("--range", help="override a numeric dimension: NAME=LOW:HIGH[:STEP] (repeatable)")]
+ChoicesOpt = Annotated[list[str] | None, typer.Option("--choices", help="override a categorical dimension: NAME=A,B,C (repeatable)")]
+
+
 @app.command()
 def space(
     task: TaskOpt = "defect",
@@ -337,6 +341,8 @@ def space(
     max_gflops: Annotated[float | None, typer.Option("--max-gflops", help="cap on inference GFLOPs per example")] = None,
     min_head_dim: Annotated[int, typer.Option(help="smallest hidden_size / heads allowed")] = 4,
     space_file: Annotated[Path | None, typer.Option("--space", help="TOML/JSON file overriding dimension ranges")] = None,
+    ranges: RangeOpt = None,
+    choices: ChoicesOpt = None,
     as_json: JsonOut = False,
 ) -> None:
     """Prune the student configuration space with z3: exact feasible bounds and how much is removed."""
@@ -352,7 +358,7 @@ def space(
         _positive(max_gflops=max_gflops)
     _at_least(1, min_head_dim=min_head_dim)
     t = get_task(task)
-    sp = Space.load(space_file) if space_file else Space.paper()
+    sp = (Space.load(space_file) if space_file else Space.paper()).override_flags(ranges or [], choices or [])
     result = analyse(sp, Constraints(int(budget_mb * MB), t.num_inputs, max_gflops, min_head_dim)).to_dict(sp)
     result["task"] = task
     if as_json:
@@ -417,7 +423,7 @@ def search(
         workers=workers, ray_address=ray_address, seed=seed,
     )
     check_search_settings(settings)
-    sp = Space.load(space_file) if space_file else Space.paper()
+    sp = (Space.load(space_file) if space_file else Space.paper()).override_flags(ranges or [], choices or [])
     with err_console.status("searching (sampling, distilling candidates, fitting, searching)"):
         result = search_stage(out, t, data, seed, soft_labels, settings, sp)
     ind = result["indicator"]

@@ -159,6 +159,26 @@ class Space:
         except AvatarError as e:
             raise AvatarError(e.message, path) from None
 
+    def override_flags(self, ranges: list[str], choices: list[str]) -> Space:
+        """Overrides from command-line flags: ``NAME=LOW:HIGH[:STEP]`` and ``NAME=A,B,C``."""
+        changes: dict = {}
+        for flag in ranges:
+            name, _, spec = flag.partition("=")
+            parts = spec.split(":")
+            if not name or len(parts) not in (2, 3):
+                raise AvatarError(f"--range takes NAME=LOW:HIGH or NAME=LOW:HIGH:STEP, got {flag!r}")
+            changes[name] = dict(zip(("low", "high", "step"), parts))
+        for flag in choices:
+            name, _, spec = flag.partition("=")
+            if not name or not spec:
+                raise AvatarError(f"--choices takes NAME=A,B,C, got {flag!r}")
+            kind = type(PAPER_DIMS[name].choices[0]) if name in PAPER_DIMS and isinstance(PAPER_DIMS[name], CatDim) else str
+            try:
+                changes[name] = [kind(x) for x in spec.split(",")]
+            except ValueError:
+                raise AvatarError(f"--choices {name} takes {kind.__name__} values, got {spec!r}") from None
+        return self.override(changes)
+
     def describe(self) -> dict:
         out = {}
         for name, d in self.dims.items():
