@@ -132,7 +132,7 @@ def write_markdown(r: dict) -> None:
         "",
         f"Energy method: {m0['energy']['method']} (no RAPL counters on this machine: CodeCarbon's estimate, labelled as such). "
         f"Carbon at {m0['carbon']['g_per_kwh']} g/kWh ({m0['carbon']['region']}: {m0['carbon']['source']}). "
-        f"Each energy block is {m0['energy']['examples'] // 3} batch-1 passes (well under a second for the students), "
+        f"Each energy block is {MEASURE.energy_examples} batch-1 passes (well under a second for the students), "
         "where CodeCarbon's estimate is coarse: read the energy ratios as indicative, the latency ratios as measured.",
         f"Latency: model forward only (tokenisation excluded), {m0['latency_ms']['runs']} interleaved runs per model on test functions; "
         "the codebert-base architecture reads 400-token inputs (CodeXGLUE's block size), the others their own tokenisation.",
