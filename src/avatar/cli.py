@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
+from avatar._render import footer, metrics_table, results_table, space_summary, space_table, times
 from avatar.errors import AvatarError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -48,16 +48,6 @@ def _progress():
         console=err_console,
     ) as progress:
         yield progress
-
-
-def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
-    table = Table(title=title)
-    table.add_column("split")
-    for name in ("accuracy", "precision", "recall", "f1"):
-        table.add_column(name, justify="right")
-    for split, m in rows.items():
-        table.add_row(split, *(f"{m[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1")))
-    return table
 
 
 def _flag(name: str) -> str:
@@ -125,7 +115,7 @@ def finetune(
     task_data = t.load(data, seed=seed)
     with _progress() as progress:
         metrics = run(t, task_data, out, config, progress)
-    console.print(_metrics_table(f"teacher {model} on {task}", {"valid": metrics["valid"], "test": metrics["test"]}))
+    console.print(metrics_table(f"teacher {model} on {task}", {"valid": metrics["valid"], "test": metrics["test"]}))
     console.print(f"saved to {out} ({metrics['train_seconds']} s of training)")
 
 
@@ -178,7 +168,7 @@ def teacher(
         result = teacher_stage(out, t, task_data, config, progress)
     m = result["teacher"]
     reused = " (reused)" if result["reused_teacher"] else ""
-    console.print(_metrics_table(f"teacher {model} on {task}{reused}", {"valid": m["valid"], "test": m["test"]}))
+    console.print(metrics_table(f"teacher {model} on {task}{reused}", {"valid": m["valid"], "test": m["test"]}))
     soft = result["soft_labels"]
     console.print(f"teacher: {out / 'teacher'}\nsoft labels: {soft['file']} ({soft['examples']} unlabelled examples)")
 
@@ -219,7 +209,7 @@ def distill_cmd(
     )
     with _progress() as progress:
         metrics = distill(t, task_data, labels, student, out, settings, progress)
-    console.print(_metrics_table(f"student on {task}", {"valid": metrics["valid"], "test": metrics["test"]}))
+    console.print(metrics_table(f"student on {task}", {"valid": metrics["valid"], "test": metrics["test"]}))
     console.print(
         f"{metrics['parameters']:,} parameters, agreement with teacher {metrics['agreement_with_teacher']:.3f}; saved to {out}"
     )
@@ -245,34 +235,6 @@ def _measure(specs: list[str], task: str, data: Path | None, seed: int, runs: in
         return t, measure(subjects, t, cfg)
 
 
-def _results_table(results: list[dict], main_metric: str) -> Table:
-    table = Table(title="measurements")
-    for col in ("model", main_metric, "params", "size MB", "latency ms (p50/p90)", "ex/s", "J/example", "gCO2e/1k"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for r in results:
-        score = "n/a (random weights)" if r["test"] is None else f"{r['test'][main_metric]:.4f}"
-        table.add_row(
-            r["model"], score, f"{r['parameters']:,}", f"{r['size_mb']:.2f}",  # fp32 weights
-            f"{r['latency_ms']['median']:.2f} / {r['latency_ms']['p90']:.2f}",
-            f"{r['throughput']['examples_per_second']:.1f}",
-            f"{r['energy']['joules_per_example']:.4f} ({r['energy']['method']})",
-            f"{r['carbon']['grams_per_1000_examples']:.4f}",
-        )
-    return table
-
-
-def _x(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.1f}x"
-
-
-def _footer(results: list[dict]) -> str:
-    r = results[0]
-    return (
-        f"{r['latency_ms']['threads']} threads; energy method: {r['energy']['method']}; "
-        f"carbon at {r['carbon']['g_per_kwh']} g/kWh ({r['carbon']['region']}: {r['carbon']['source']})"
-    )
-
-
 @app.command()
 def evaluate(
     model: Annotated[str, typer.Option("--model", help="model folder, or arch:codebert-base (random weights, costs only)")],
@@ -292,8 +254,8 @@ def evaluate(
     if as_json:
         console.print_json(json.dumps(results[0]))
     else:
-        console.print(_results_table(results, t.main_metric))
-        console.print(_footer(results))
+        console.print(results_table(results, t.main_metric))
+        console.print(footer(results))
 
 
 @app.command()
@@ -320,14 +282,14 @@ def compare(
     if as_json:
         console.print_json(json.dumps({"results": results, "ratios_vs_first": rel}))
         return
-    console.print(_results_table(results, t.main_metric))
+    console.print(results_table(results, t.main_metric))
     for name, q in zip(models[1:], rel):
         diff = f", {t.main_metric} {q['score_difference']:+.4f}" if "score_difference" in q else ""
         console.print(
-            f"{name}: {_x(q['size_x'])} smaller, {_x(q['latency_x'])} faster, "
-            f"{_x(q['energy_x'])} less energy ({q['energy_method']}){diff} vs {results[0]['model']}"
+            f"{name}: {times(q['size_x'])} smaller, {times(q['latency_x'])} faster, "
+            f"{times(q['energy_x'])} less energy ({q['energy_method']}){diff} vs {results[0]['model']}"
         )
-    console.print(_footer(results))
+    console.print(footer(results))
 
 
 RangeOpt = Annotated[list[str] | None, typer.Option("--range", help="override a numeric dimension: NAME=LOW:HIGH[:STEP] (repeatable)")]
@@ -364,21 +326,8 @@ def space(
     if as_json:
         console.print_json(json.dumps(result))
         return
-    table = Table(title=f"feasible student space for {task} within {budget_mb:g} MB")
-    for col in ("dimension", "space", "feasible", "pruned"):
-        table.add_column(col, justify="left" if col != "pruned" else "right")
-    for name, d in result["dimensions"].items():
-        s = d["space"]
-        rng = ", ".join(map(str, s["choices"])) if s["kind"] == "categorical" else f"{s['low']}..{s['high']} step {s['step']}"
-        feas = ", ".join(map(str, d["feasible"])) if s["kind"] == "categorical" else f"{d['feasible'][0]}..{d['feasible'][1]}"
-        table.add_row(name, rng, feas, f"{100 * d['pruned_fraction']:.1f} %")
-    console.print(table)
-    c = result["configurations"]
-    console.print(
-        f"{c['feasible']:,} of {c['total']:,} configurations feasible ({100 * c['feasible_fraction']:.4f} %); "
-        f"{result['splits']} linear splits, {result['z3_checks']} z3 checks, {result['wall_seconds']:.2f} s"
-    )
-
+    console.print(space_table(result, task, budget_mb))
+    console.print(space_summary(result))
 
 @app.command()
 def search(

@@ -1,0 +1,63 @@
+"""Rich tables and lines the CLI prints: presentation only, no computation."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+
+def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
+    table = Table(title=title)
+    table.add_column("split")
+    for name in ("accuracy", "precision", "recall", "f1"):
+        table.add_column(name, justify="right")
+    for split, m in rows.items():
+        table.add_row(split, *(f"{m[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1")))
+    return table
+
+
+def results_table(results: list[dict], main_metric: str) -> Table:
+    table = Table(title="measurements")
+    for col in ("model", main_metric, "params", "size MB", "latency ms (p50/p90)", "ex/s", "J/example", "gCO2e/1k"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in results:
+        score = "n/a (random weights)" if r["test"] is None else f"{r['test'][main_metric]:.4f}"
+        table.add_row(
+            r["model"], score, f"{r['parameters']:,}", f"{r['size_mb']:.2f}",  # fp32 weights
+            f"{r['latency_ms']['median']:.2f} / {r['latency_ms']['p90']:.2f}",
+            f"{r['throughput']['examples_per_second']:.1f}",
+            f"{r['energy']['joules_per_example']:.4f} ({r['energy']['method']})",
+            f"{r['carbon']['grams_per_1000_examples']:.4f}",
+        )
+    return table
+
+
+def times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.1f}x"
+
+
+def footer(results: list[dict]) -> str:
+    r = results[0]
+    return (
+        f"{r['latency_ms']['threads']} threads; energy method: {r['energy']['method']}; "
+        f"carbon at {r['carbon']['g_per_kwh']} g/kWh ({r['carbon']['region']}: {r['carbon']['source']})"
+    )
+
+
+def space_table(result: dict, task: str, budget_mb: float) -> Table:
+    table = Table(title=f"feasible student space for {task} within {budget_mb:g} MB")
+    for col in ("dimension", "space", "feasible", "pruned"):
+        table.add_column(col, justify="left" if col != "pruned" else "right")
+    for name, d in result["dimensions"].items():
+        s = d["space"]
+        rng = ", ".join(map(str, s["choices"])) if s["kind"] == "categorical" else f"{s['low']}..{s['high']} step {s['step']}"
+        feas = ", ".join(map(str, d["feasible"])) if s["kind"] == "categorical" else f"{d['feasible'][0]}..{d['feasible'][1]}"
+        table.add_row(name, rng, feas, f"{100 * d['pruned_fraction']:.1f} %")
+    return table
+
+
+def space_summary(result: dict) -> str:
+    c = result["configurations"]
+    return (
+        f"{c['feasible']:,} of {c['total']:,} configurations feasible ({100 * c['feasible_fraction']:.4f} %); "
+        f"{result['splits']} linear splits, {result['z3_checks']} z3 checks, {result['wall_seconds']:.2f} s"
+    )
