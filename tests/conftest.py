@@ -102,6 +102,18 @@ def tiny_encoder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def defect_classifier(tmp_path, tiny_encoder) -> Path:
+    """A saved (untrained) defect classifier folder built on the tiny encoder: a stand-in teacher or student."""
+    from avatar.modeling import load_pretrained, save_classifier
+    from avatar.tasks import get_task
+
+    task = get_task("defect")
+    model, tokenizer = load_pretrained(task, str(tiny_encoder))
+    save_classifier(model, tokenizer, task, tmp_path / "classifier")
+    return tmp_path / "classifier"
+
+
+@pytest.fixture
 def defect_data(tmp_path) -> Path:
     return write_defect_data(tmp_path / "defect")
 

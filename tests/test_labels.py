@@ -6,16 +6,12 @@ import pytest
 import avatar.labels as labels_mod
 from avatar.errors import AvatarError
 from avatar.labels import label, load_soft_labels
-from avatar.modeling import load_pretrained, save_classifier
 from avatar.tasks import fingerprint, get_task
 
 
 @pytest.fixture
-def teacher_dir(tmp_path, tiny_encoder):
-    task = get_task("defect")
-    model, tokenizer = load_pretrained(task, str(tiny_encoder))
-    save_classifier(model, tokenizer, task, tmp_path / "teacher")
-    return tmp_path / "teacher"
+def teacher_dir(defect_classifier):
+    return defect_classifier
 
 
 def test_writes_raw_logits_for_every_unlabelled_example(tmp_path, teacher_dir, defect_data):

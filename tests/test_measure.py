@@ -7,7 +7,6 @@ import avatar.measure as measure_mod
 from avatar.cli import app
 from avatar.errors import AvatarError
 from avatar.measure import MeasureConfig, load_subject, measure, ratios
-from avatar.modeling import load_pretrained, save_classifier
 from avatar.tasks import get_task
 
 FAST = MeasureConfig(runs=4, warmup=1, throughput_examples=8, throughput_batch=4, energy_rounds=1, energy_examples=2)
@@ -28,11 +27,8 @@ class CountingMeter:
 
 
 @pytest.fixture
-def model_dir(tmp_path, tiny_encoder):
-    task = get_task("defect")
-    model, tokenizer = load_pretrained(task, str(tiny_encoder))
-    save_classifier(model, tokenizer, task, tmp_path / "m")
-    return tmp_path / "m"
+def model_dir(defect_classifier):
+    return defect_classifier
 
 
 def test_measure_reports_every_field(model_dir, defect_data):

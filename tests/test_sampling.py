@@ -3,7 +3,7 @@ import pytest
 
 from avatar.cost import MB
 from avatar.errors import AvatarError
-from avatar.sampling import distances, feasible_pool, gene_matrix, sample
+from avatar.sampling import distances, feasible_pool, sample
 from avatar.smt import Constraints, Feasibility
 from avatar.space import NAMES, Space
 
@@ -43,8 +43,8 @@ def test_spreads_out_better_than_uniform_feasible_draws(setting):
     space, feas = setting
     wins = 0
     for seed in range(5):
-        chosen = gene_matrix(space, _index(space, sample(space, feas, n=20, seed=seed)))
-        uniform = gene_matrix(space, feasible_pool(space, feas, 20, np.random.default_rng(100 + seed)))
+        chosen = space.genes(_index(space, sample(space, feas, n=20, seed=seed)))
+        uniform = space.genes(feasible_pool(space, feas, 20, np.random.default_rng(100 + seed)))
 
         def min_gap(g):
             d = distances(space, g, g)

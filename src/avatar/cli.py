@@ -255,7 +255,7 @@ def evaluate(
         console.print_json(json.dumps(results[0]))
     else:
         console.print(results_table(results, t.main_metric))
-        console.print(footer(results))
+        console.print(footer(results), soft_wrap=True)
 
 
 @app.command()
@@ -287,9 +287,10 @@ def compare(
         diff = f", {t.main_metric} {q['score_difference']:+.4f}" if "score_difference" in q else ""
         console.print(
             f"{name}: {times(q['size_x'])} smaller, {times(q['latency_x'])} faster, "
-            f"{times(q['energy_x'])} less energy ({q['energy_method']}){diff} vs {results[0]['model']}"
+            f"{times(q['energy_x'])} less energy ({q['energy_method']}){diff} vs {results[0]['model']}",
+            soft_wrap=True,  # one line per model, however long its path: easy to grep and copy
         )
-    console.print(footer(results))
+    console.print(footer(results), soft_wrap=True)
 
 
 RangeOpt = Annotated[list[str] | None, typer.Option("--range", help="override a numeric dimension: NAME=LOW:HIGH[:STEP] (repeatable)")]

@@ -18,18 +18,9 @@ POOL_PER_SAMPLE = 50  # feasible candidates drawn per sample wanted
 MAX_DRAWS = 2_000_000  # grid points tried before giving up on a nearly empty feasible set
 
 
-def gene_matrix(space: Space, index: np.ndarray) -> np.ndarray:
-    """(N, 13) grid indices -> genes: numeric dims in [0, 1]; categorical dims keep their index."""
-    genes = index.astype(float)
-    for i, name in enumerate(NAMES):
-        d = space.dims[name]
-        if not isinstance(d, CatDim):
-            genes[:, i] = 0.0 if len(d) == 1 else index[:, i] / (len(d) - 1)
-    return genes
-
-
 def distances(space: Space, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise gene distances (len(a), len(b)): Euclidean on numeric genes plus 1 per differing category."""
+    """Pairwise gene distances (len(a), len(b)): Euclidean on numeric genes plus 1 per differing category
+    (categorical genes are compared for equality only: their order means nothing)."""
     cat = np.array([isinstance(space.dims[n], CatDim) for n in NAMES])
     diff = a[:, None, :] - b[None, :, :]
     numeric = (diff[..., ~cat] ** 2).sum(axis=-1)
@@ -51,7 +42,7 @@ def feasible_pool(space: Space, feas: Feasibility, size: int, rng: np.random.Gen
 
 def maximin(space: Space, pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy farthest-point selection of ``n`` rows of ``pool``, from a random first point."""
-    genes = gene_matrix(space, pool)
+    genes = space.genes(pool)
     chosen = [int(rng.integers(len(pool)))]
     nearest = distances(space, genes, genes[chosen])[:, 0]
     while len(chosen) < min(n, len(pool)):

@@ -92,7 +92,7 @@ class _StudentProblem(Problem):
         configs = [_to_values(self.space, x) for x in X]
         out["F"], _ = self.objectives.evaluate(configs)
         c = self.feas.c
-        size = np.array([4 * parameter_count(StudentConfig(**v), c.num_inputs) for v in configs])
+        size = out["F"][:, 2] * MB  # the size objective, in bytes
         cap = np.array([flops(StudentConfig(**v), c.num_inputs) for v in configs]) if c.max_gflops is not None else None
         out["G"] = np.column_stack([
             size / c.budget_bytes - 1,  # <= 0: within the budget (a hard constraint, not an objective)

@@ -320,8 +320,9 @@ class Feasibility:
             problems.append(f"hidden_size {H} is not divisible into {heads} heads of at least {self.c.min_head_dim}")
             return problems
         cfg = StudentConfig(**values)
-        if 4 * parameter_count(cfg, self.c.num_inputs) > self.c.budget_bytes:
-            problems.append(f"size {4 * parameter_count(cfg, self.c.num_inputs) / MB:.3f} MB exceeds the budget")
+        size = 4 * parameter_count(cfg, self.c.num_inputs)
+        if size > self.c.budget_bytes:
+            problems.append(f"size {size / MB:.3f} MB exceeds the budget")
         if self.c.max_gflops is not None and flops(cfg, self.c.num_inputs) > self.c.max_gflops * 1e9:
             problems.append(f"{flops(cfg, self.c.num_inputs) / 1e9:.3f} GFLOPs exceeds the cap")
         return problems

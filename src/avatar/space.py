@@ -189,20 +189,23 @@ class Space:
         return out
 
     # genes: one number in [0, 1] per dimension, in NAMES order
+    def genes(self, index: np.ndarray) -> np.ndarray:
+        """(N, 13) grid indices -> (N, 13) genes, every dimension scaled to [0, 1] by its grid position."""
+        lengths = np.array([len(self.dims[n]) for n in NAMES])
+        return index / np.maximum(lengths - 1, 1)
+
     def encode(self, values: dict) -> np.ndarray:
         """Genes of a configuration given as a ``{name: value}`` mapping (``dataclasses.asdict`` of a config)."""
-        genes = []
+        index = []
         for name in NAMES:
             d, v = self.dims[name], values[name]
-            n = len(d)
             if isinstance(d, CatDim):
                 if v not in d.choices:
                     raise AvatarError(f"{name}={v!r} is not in the space")
-                idx = d.choices.index(v)
+                index.append(d.choices.index(v))
             else:
-                idx = round((v - d.low) / d.step)
-            genes.append(0.0 if n == 1 else idx / (n - 1))
-        return np.array(genes)
+                index.append(round((v - d.low) / d.step))
+        return self.genes(np.array([index]))[0]
 
     def decode(self, genes: np.ndarray) -> dict:
         """The grid values nearest to ``genes``, by name (heads may not divide hidden yet: see ``smt.repair``)."""
