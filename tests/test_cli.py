@@ -33,6 +33,12 @@ def _run(args, monkeypatch):
         (["distill", "--data", "DATA", "--soft-labels", "DATA/x", "--out", "OUT", "--alpha", "-1"], "--alpha must be at least 0"),
         (["compare", "DATA", "--data", "DATA"], "compare needs at least two models"),
         (["label", "--data", "DATA", "--teacher", "DATA", "--out", "OUT/soft.json"], "not an Avatar model folder"),
+        (["compress", "--config", "DATA/none.toml", "--out", "OUT"], "none.toml: config file not found"),
+        (["compress", "--task", "nope", "--out", "OUT"], "task must be one of defect, clone"),
+        (["compress", "--samples", "2", "--out", "OUT"], "the indicator needs at least 3 samples"),
+        (["compress", "--data", "DATA/none", "--out", "OUT"], "data folder not found"),
+        (["compress", "--data", "DATA", "--teacher", "./nowhere", "--out", "OUT"], "model folder not found"),
+        (["report", "OUT"], "not an Avatar run directory"),
     ],
 )
 def test_user_errors_are_one_line_exit_2_nothing_written(tmp_path, defect_data, capsys, monkeypatch, args, message):

@@ -1,66 +1,172 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
-import avatar.pipeline as pipeline_mod
-from avatar.pipeline import teacher_stage
+import pytest
+
+import avatar.candidates as candidates_mod
+from avatar.config import load_config
+from avatar.pipeline import Run, compress, labels_stage, teacher_stage
 from avatar.tasks import get_task
 from avatar.teacher import FinetuneConfig
 from avatar.trainer import TrainConfig
 
+TINY_SPACE = """
+[space]
+vocab_size = { low = 300, high = 600, step = 100 }
+num_hidden_layers = { low = 1, high = 2 }
+hidden_size = { low = 16, high = 32, step = 16 }
+intermediate_size = { low = 16, high = 64, step = 16 }
+num_attention_heads = { low = 1, high = 2 }
+max_sequence_length = { low = 32, high = 64, step = 32 }
+"""
 
-def test_teacher_stage_resumes_and_reruns_on_changed_settings(tmp_path, tiny_encoder, defect_data, monkeypatch):
+
+def tiny_compress_toml(path, data, teacher, samples=3, objective="flops"):
+    path.write_text(f"""
+data = "{data}"
+teacher = "{teacher}"
+budget_mb = 0.5
+
+[finetune]
+epochs = 1
+max_length = 32
+learning_rate = 1e-3
+
+[search]
+samples = {samples}
+objective = "{objective}"
+latency_architectures = 4
+population = 8
+generations = 3
+workers = 1
+
+[distill]
+epochs = 1
+
+[measure]
+runs = 2
+warmup = 1
+throughput_examples = 4
+energy_rounds = 1
+energy_examples = 1
+architectures = []
+""" + TINY_SPACE)
+    return path
+
+
+def test_stage_runs_once_and_again_when_inputs_or_artefacts_change(tmp_path):
+    run, calls = Run(tmp_path), []
+
+    def fn():
+        calls.append(1)
+        (tmp_path / "a.txt").write_text("x")
+        return {"n": len(calls)}
+
+    first = run.stage("s", {"x": 1}, ["a.txt"], fn)
+    again = run.stage("s", {"x": 1}, ["a.txt"], fn)
+    assert not first.reused and again.reused and again.result == {"n": 1} and again.key == first.key
+    changed = run.stage("s", {"x": 2}, ["a.txt"], fn)
+    assert not changed.reused and changed.key != first.key
+    (tmp_path / "a.txt").unlink()
+    assert not run.stage("s", {"x": 2}, ["a.txt"], fn).reused
+    assert len(calls) == 3
+
+
+def test_failed_stage_leaves_no_record(tmp_path):
+    run = Run(tmp_path)
+    run.stage("s", {}, [], lambda: {"ok": 1})
+
+    def boom():
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        run.stage("s", {"changed": True}, [], boom)
+    assert run.record("s") is None  # the old record went before the stage started changing its artefacts
+
+
+def test_teacher_and_labels_resume_and_rerun_on_changed_settings(tmp_path, tiny_encoder, defect_data, monkeypatch):
+    import avatar.teacher as teacher_mod
+
     task = get_task("defect")
     data = task.load(defect_data)
     config = FinetuneConfig(model=str(tiny_encoder), max_length=32, limit=20, eval_limit=10, train=TrainConfig(epochs=1))
-    first = teacher_stage(tmp_path / "run", task, data, config)
-    assert not first["reused_teacher"]
-    assert (tmp_path / "run" / "teacher" / "model.safetensors").is_file()
-    assert json.loads((tmp_path / "run" / "soft_labels.json").read_text())["task"] == "defect"
+    run = Run(tmp_path / "run")
+    first = teacher_stage(run, task, data, config)
+    soft = labels_stage(run, task, data, first)
+    assert (tmp_path / "run" / "teacher" / "model.safetensors").is_file() and soft.result["examples"] == 60
 
     calls = []
-    real = pipeline_mod.finetune
-    monkeypatch.setattr(pipeline_mod, "finetune", lambda *a, **k: calls.append(1) or real(*a, **k))
-    again = teacher_stage(tmp_path / "run", task, data, config)
-    assert again["reused_teacher"] and not calls
-    assert again["soft_labels"] == first["soft_labels"]
+    real = teacher_mod.finetune
+    monkeypatch.setattr(teacher_mod, "finetune", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = teacher_stage(run, task, data, config)
+    assert again.reused and not calls and labels_stage(run, task, data, again).reused
 
     changed = FinetuneConfig(model=str(tiny_encoder), max_length=32, limit=20, eval_limit=10, train=TrainConfig(epochs=2))
-    third = teacher_stage(tmp_path / "run", task, data, changed)
-    assert calls == [1] and not third["reused_teacher"]
-    assert third["soft_labels"]["key"] != first["soft_labels"]["key"]  # a new teacher means new soft labels
+    third = teacher_stage(run, task, data, changed)
+    assert calls == [1] and not third.reused
+    relabelled = labels_stage(run, task, data, third)
+    assert not relabelled.reused and relabelled.result["key"] != soft.result["key"]  # a new teacher means new soft labels
 
 
-def test_search_stage_end_to_end_and_resume(tmp_path, tiny_encoder, defect_data, monkeypatch):
-    import avatar.candidates as candidates_mod
-    from avatar.distill import DistillConfig
-    from avatar.pipeline import SearchSettings, search_stage
-    from avatar.space import Space
-    from avatar.student import StudentConfig
-
-    task = get_task("defect")
-    data = task.load(defect_data)
-    config = FinetuneConfig(model=str(tiny_encoder), max_length=32, train=TrainConfig(epochs=1))
-    teacher_stage(tmp_path / "run", task, data, config)
-    space = Space.paper().override({
-        "vocab_size": {"low": 300, "high": 600, "step": 100}, "num_hidden_layers": {"low": 1, "high": 2},
-        "hidden_size": {"low": 16, "high": 32, "step": 16}, "intermediate_size": {"low": 16, "high": 64, "step": 16},
-        "num_attention_heads": {"low": 1, "high": 2}, "max_sequence_length": {"low": 32, "high": 64, "step": 32},
-    })
-    settings = SearchSettings(budget_mb=0.5, samples=4, short_budget=DistillConfig(epochs=1, limit=30, eval_limit=20, patience=None),
-                              objective="flops", population=8, generations=3, workers=1)
-    out = search_stage(tmp_path / "run", task, defect_data, 42, tmp_path / "run" / "soft_labels.json", settings, space)
+def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny_encoder, defect_data, monkeypatch):
     run = tmp_path / "run"
-    for name in ("space.json", "indicator/samples.json", "indicator/indicator.json", "pareto.csv", "pareto.json", "chosen_student.json"):
+    config = load_config(tiny_compress_toml(tmp_path / "c.toml", defect_data, tiny_encoder))
+    stages = compress(config, run)
+    for name in ("config.toml", "teacher/model.safetensors", "soft_labels.json", "space.json", "indicator/indicator.json",
+                 "pareto.csv", "pareto.json", "chosen_student.json", "student/model.safetensors", "metrics.json", "report.md",
+                 "pareto.png", "comparison.png", "space.png", "indicator.png"):
         assert (run / name).is_file(), name
-    assert len(list((run / "indicator" / "candidates").iterdir())) == 4
-    chosen = StudentConfig.load(run / "chosen_student.json")
-    assert out["choice"]["vocab_size"] == chosen.vocab_size and out["pareto_size"] >= 1
+    assert load_config(run / "config.toml") == config
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [r["role"] for r in metrics["results"]] == ["teacher", "student"]
+    assert metrics["results"][1]["size_mb"] <= 0.5 and metrics["student_vs_teacher"]["size_x"] > 1
+    assert "## Teacher vs student" in (run / "report.md").read_text()
+    assert not any(s.reused for s in stages.values())
 
     calls = []
     monkeypatch.setattr(candidates_mod, "distill_candidate", lambda job: calls.append(job) or {"score": 0.5})
-    search_stage(run, task, defect_data, 42, run / "soft_labels.json", settings, space)
-    assert calls == []  # every candidate was read back, none distilled again
+    assert all(s.reused for s in compress(config, run).values()) and not calls
 
-    # a different teacher (same data) means new soft labels, so every candidate is new work
-    teacher_stage(run, task, data, FinetuneConfig(model=str(tiny_encoder), max_length=32, train=TrainConfig(epochs=2)))
-    search_stage(run, task, defect_data, 42, run / "soft_labels.json", settings, space)
-    assert len(calls) == 4
+    # more distillation epochs: only the student and what reads it are redone
+    from dataclasses import replace
+
+    longer = replace(config, distill=replace(config.distill, epochs=2))
+    redone = {name for name, s in compress(longer, run).items() if not s.reused}
+    assert redone == {"student", "measure", "report"}
+    # another choice rule: the search is kept, the choice and everything after it is redone
+    knee = replace(longer, search=replace(longer.search, prefer="knee"))
+    assert {name for name, s in compress(knee, run).items() if not s.reused} == {"choose", "student", "measure", "report"}
+    assert not calls
+
+
+def test_compress_killed_mid_run_resumes_without_redoing_finished_work(tmp_path, tiny_encoder, defect_data):
+    run = tmp_path / "run"
+    toml = tiny_compress_toml(tmp_path / "c.toml", defect_data, tiny_encoder, samples=6, objective="latency")
+    cmd = [sys.executable, "-c", "from avatar.cli import main; main()", "compress", "--config", str(toml), "--out", str(run)]
+    env = {**os.environ, "AVATAR_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    candidates = run / "indicator" / "candidates"
+    deadline = time.monotonic() + 300
+    while not (candidates.is_dir() and any(candidates.glob("*.json"))):  # at least one candidate finished
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (run / "stages" / "teacher.json").is_file() and not (run / "stages" / "student.json").exists()
+    finished = {p: p.stat().st_mtime_ns for p in [*run.glob("stages/*.json"), *candidates.glob("*.json")]}
+    for p in run.rglob("*.json"):
+        if not p.name.endswith(".tmp"):
+            json.loads(p.read_text())  # whatever was written is whole
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    for p, mtime in finished.items():
+        assert p.stat().st_mtime_ns == mtime, f"{p} was redone"
+    for name in [p.stem for p in finished if p.parent.name == "stages"]:
+        assert f"{name}: up to date" in done.stderr
+    assert (run / "report.md").is_file() and json.loads((run / "metrics.json").read_text())["results"]
+    assert not list(run.rglob(".*.tmp"))  # a killed run's temporary files are cleared on resume

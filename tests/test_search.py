@@ -74,12 +74,12 @@ def test_choice_rules(problem):
     space, feas, obj = problem
     result = nsga2(space, feas, obj, pop_size=20, generations=10, seed=2)
     F = result.F
-    best = choose(result)
+    best = choose(result.F)
     assert F[best, 0] == F[:, 0].min()
-    assert F[choose(result, "fastest"), 1] == F[:, 1].min()
-    assert F[choose(result, "smallest"), 2] == F[:, 2].min()
+    assert F[choose(result.F, "fastest"), 1] == F[:, 1].min()
+    assert F[choose(result.F, "smallest"), 2] == F[:, 2].min()
     span = np.ptp(F, axis=0)
     distance = np.linalg.norm((F - F.min(axis=0)) / np.where(span > 0, span, 1), axis=1)
-    assert choose(result, "knee") == int(distance.argmin())
+    assert choose(result.F, "knee") == int(distance.argmin())
     with pytest.raises(AvatarError, match="unknown preference"):
-        choose(result, "cheapest")
+        choose(result.F, "cheapest")

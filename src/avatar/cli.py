@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from contextlib import contextmanager
@@ -158,18 +159,18 @@ def teacher(
 
     With no options it runs on the built-in sample with the packaged MiniLM teacher.
     """
-    from avatar.pipeline import teacher_stage
+    from avatar.pipeline import Run, labels_stage, teacher_stage
     from avatar.tasks import get_task
 
     t = get_task(task)
     config = _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed)
     task_data = t.load(data, seed=seed)
+    run = Run(out)
     with _progress() as progress:
-        result = teacher_stage(out, t, task_data, config, progress)
-    m = result["teacher"]
-    reused = " (reused)" if result["reused_teacher"] else ""
-    console.print(metrics_table(f"teacher {model} on {task}{reused}", {"valid": m["valid"], "test": m["test"]}))
-    soft = result["soft_labels"]
+        trained = teacher_stage(run, t, task_data, config, progress=progress)
+        soft = labels_stage(run, t, task_data, trained, progress=progress).result
+    reused = " (reused)" if trained.reused else ""
+    console.print(metrics_table(f"teacher {model} on {task}{reused}", {"valid": trained.result["valid"], "test": trained.result["test"]}))
     console.print(f"teacher: {out / 'teacher'}\nsoft labels: {soft['file']} ({soft['examples']} unlabelled examples)")
 
 
@@ -248,8 +249,6 @@ def evaluate(
     as_json: JsonOut = False,
 ) -> None:
     """Test scores, size, CPU latency, throughput, energy and carbon of one model."""
-    import json
-
     t, results = _measure([model], task, data, seed, runs, threads, country, eval_limit)
     if as_json:
         console.print_json(json.dumps(results[0]))
@@ -271,8 +270,6 @@ def compare(
     as_json: JsonOut = False,
 ) -> None:
     """Measure models in one interleaved run and print each one's ratios against the first."""
-    import json
-
     from avatar.measure import ratios
 
     if len(models) < 2:
@@ -309,8 +306,6 @@ def space(
     as_json: JsonOut = False,
 ) -> None:
     """Prune the student configuration space with z3: exact feasible bounds and how much is removed."""
-    import json
-
     from avatar.cost import MB
     from avatar.smt import Constraints, analyse
     from avatar.space import Space
@@ -355,11 +350,9 @@ def search(
 ) -> None:
     """Sample feasible students, distil each briefly, fit the indicator, search the Pareto set and choose one."""
     from avatar.distill import DistillConfig
-    from avatar.pipeline import SearchSettings, search_stage
-    from avatar.tasks import get_task
-
-    from avatar.pipeline import check_search_settings
+    from avatar.pipeline import Run, SearchSettings, check_search_settings, search_stages
     from avatar.space import Space
+    from avatar.tasks import get_task
 
     _budget(budget_mb)
     _at_least(3, samples=samples)
@@ -374,13 +367,99 @@ def search(
     )
     check_search_settings(settings)
     sp = (Space.load(space_file) if space_file else Space.paper()).override_flags(ranges or [], choices or [])
-    with err_console.status("searching (sampling, distilling candidates, fitting, searching)"):
-        result = search_stage(out, t, data, seed, soft_labels, settings, sp)
-    ind = result["indicator"]
+    with err_console.status("searching") as status:
+        run = Run(out, on_start=lambda name: status.update(f"search: {name}"), on_end=_stage_line)
+        stages = search_stages(run, t, sp, settings, data, seed, soft_labels)
+    ind, pareto = stages["indicator"].result, stages["pareto"].result
     console.print(f"indicator: {ind['choice']}, LOOCV MAE {ind['loocv_mae']:.4f}, Kendall tau {ind['kendall_tau']}")
-    console.print(f"Pareto set: {result['pareto_size']} configurations ({result['evaluations']} evaluated); choice ({prefer}):")
-    console.print_json(data=result["choice"])
+    console.print(f"Pareto set: {pareto['pareto_size']} configurations ({pareto['evaluations']} evaluated); choice ({prefer}):")
+    console.print_json(data=stages["choose"].result["row"])
     console.print(f"chosen configuration: {out / 'chosen_student.json'} (distil it with avatar distill --config)")
+
+
+def _stage_line(stage) -> None:
+    state = "up to date" if stage.reused else f"done in {stage.seconds:.0f} s"
+    err_console.print(f"[green]✓[/green] {stage.name}: {state}")
+
+
+def _compress_config(config_file: Path | None, flags: dict):
+    """Built-in defaults, then the TOML file, then the flags given on the command line."""
+    from dataclasses import replace
+
+    from avatar.config import CompressConfig, load_config
+
+    config = load_config(config_file) if config_file else CompressConfig()
+    top = {k: v for k, v in flags.items() if v is not None and k in ("task", "teacher", "teacher_finetuned", "budget_mb", "seed")}
+    # paths saved absolute, so RUN/config.toml works from anywhere (a teacher may also be a name or a hub id)
+    if flags.get("data") is not None:
+        top["data"] = str(Path(flags["data"]).resolve())
+    if flags.get("teacher") is not None and Path(flags["teacher"]).exists():
+        top["teacher"] = str(Path(flags["teacher"]).resolve())
+    search = {k: v for k, v in flags.items() if v is not None and k in ("samples", "objective", "algorithm", "prefer", "executor", "workers", "ray_address")}
+    config = replace(config, **top, search=replace(config.search, **search))
+    if flags.get("epochs") is not None:
+        config = replace(config, distill=replace(config.distill, epochs=flags["epochs"]))
+    config.validate()
+    return config
+
+
+@app.command()
+def compress(
+    task: Annotated[str | None, typer.Option("--task", help="defect (Devign) or clone (BigCloneBench) [default: defect]")] = None,
+    data: DataOpt = None,
+    teacher: Annotated[str | None, typer.Option("--teacher", help="'minilm' (packaged), a local folder or a hub id [default: minilm]")] = None,
+    teacher_finetuned: Annotated[bool | None, typer.Option("--teacher-finetuned", help="the teacher is already fine-tuned: skip fine-tuning")] = None,
+    budget_mb: Annotated[float | None, typer.Option("--budget-mb", help="largest student, MB of fp32 weights [default: 3]")] = None,
+    out: Annotated[Path, typer.Option("--out", help="run directory")] = Path("avatar-run"),
+    config_file: Annotated[Path | None, typer.Option("--config", help="TOML file of options (e.g. a run's config.toml); flags override it")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed [default: 42]")] = None,
+    samples: Annotated[int | None, typer.Option(help="configurations distilled briefly for the indicator [default: 8]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs of the chosen student's distillation [default: 10]")] = None,
+    objective: Annotated[str | None, typer.Option(help="latency (measured) or flops [default: latency]")] = None,
+    algorithm: Annotated[str | None, typer.Option(help="nsga2 or paper-ga [default: nsga2]")] = None,
+    prefer: Annotated[str | None, typer.Option(help="automatic choice: effectiveness, knee, fastest or smallest")] = None,
+    executor: Annotated[str | None, typer.Option(help="local (process pool) or ray")] = None,
+    workers: Annotated[int | None, typer.Option(help="local workers [default: one per core]")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="join this Ray cluster")] = None,
+) -> None:
+    """The whole pipeline, resumable: teacher, soft labels, space, indicator, search, student, measurement, report.
+
+    With no options it compresses the packaged MiniLM teacher on the built-in Devign sample in a few minutes.
+    Rerunning the same command skips every finished stage; a changed option reruns only what depends on it.
+    """
+    from rich.table import Table
+
+    from avatar.pipeline import compress as run_compress
+    from avatar.report import headline, ratio_lines
+
+    flags = dict(task=task, data=data, teacher=teacher, teacher_finetuned=teacher_finetuned, budget_mb=budget_mb, seed=seed,
+                 samples=samples, epochs=epochs, objective=objective, algorithm=algorithm, prefer=prefer, executor=executor,
+                 workers=workers, ray_address=ray_address)
+    _at_least(1, samples=samples, epochs=epochs, workers=workers)
+    config = _compress_config(config_file, flags)
+    with _progress() as progress:
+        stages = run_compress(config, out, progress, on_start=lambda name: err_console.print(f"[dim]▸ {name}[/dim]"),
+                              on_end=_stage_line)
+    metrics = json.loads((out / "metrics.json").read_text())
+    columns, rows = headline(metrics)
+    table = Table(title=f"avatar compress: {config.task}, budget {config.budget_mb:g} MB")
+    for c in columns:
+        table.add_column(c, justify="left" if not c else "right")
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    for line in ratio_lines(metrics):
+        console.print(line, soft_wrap=True)
+    console.print(f"report: {out / 'report.md'} ({', '.join(stages['report'].result['plots'])}); settings: {out / 'config.toml'}")
+
+
+@app.command()
+def report(run: Annotated[Path, typer.Argument(help="run directory of avatar compress or avatar search")]) -> None:
+    """Regenerate RUN/report.md and its plots from the run's artefacts."""
+    from avatar.report import write_report
+
+    written = write_report(run)
+    console.print(f"wrote {run / written['report']} and {', '.join(written['plots']) or 'no plots'}")
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ class Indicator:
     configs: list[dict]  # the distilled samples
     scores: list[float]  # their validation scores
     choice: str  # the surrogate kept
-    report: dict  # per surrogate: LOOCV MAE and Kendall tau
+    report: dict  # per surrogate: LOOCV MAE, Kendall tau and the left-out predictions
     seed: int
     model: object = None
 
@@ -79,7 +79,8 @@ class Indicator:
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 pred = cross_val_predict(model, X, y, cv=LeaveOneOut())
             tau = kendalltau(y, pred).statistic
-            report[name] = {"loocv_mae": float(np.abs(pred - y).mean()), "kendall_tau": None if np.isnan(tau) else float(tau)}
+            report[name] = {"loocv_mae": float(np.abs(pred - y).mean()), "kendall_tau": None if np.isnan(tau) else float(tau),
+                            "loocv_predictions": [float(v) for v in pred]}
         report["predict_mean_baseline"] = {"loocv_mae": float(np.abs(y - (y.sum() - y) / (len(y) - 1)).mean()), "kendall_tau": None}
         choice = min(SURROGATES, key=lambda n: report[n]["loocv_mae"])
         return cls(space, list(configs), list(map(float, scores)), choice, report, seed)._refit()

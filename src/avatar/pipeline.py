@@ -1,47 +1,131 @@
-"""The pipeline over a run directory: each stage writes its artefacts atomically.
+"""The pipeline over a run directory: one function per stage, each writing its artefacts atomically.
 
-Stages so far: ``teacher/`` (fine-tuned teacher + metrics.json) and ``soft_labels.json`` (skipped when done);
-the search stage: ``space.json``, ``indicator/`` (samples, candidate results, indicator.json), ``latency.json``,
-``pareto.csv``, ``pareto.json``, ``chosen_student.json`` (finished candidates are never redone).
+A stage is identified by a key: a hash of its own settings and the keys of the stages it reads. When it has
+finished, a record ``RUN/stages/<name>.json`` (key, inputs, a small result) is written after its artefacts.
+A stage whose record carries the same key, and whose artefacts are all present, is skipped; otherwise it runs
+again. So a killed run resumes where it stopped, and a changed option reruns exactly the stages downstream of
+it. Long stages resume inside as well: finished indicator candidates are never distilled again.
+
+Run directory: ``config.toml``, ``teacher/``, ``soft_labels.json``, ``space.json``, ``indicator/``,
+``latency.json``, ``pareto.csv``, ``pareto.json``, ``chosen_student.json``, ``student/``, ``metrics.json``,
+``report.md`` and its PNG plots, ``stages/``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
+import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from rich.progress import Progress
 
-from avatar._io import METRICS, write_json_atomic, write_text_atomic
-from avatar.distill import DistillConfig, teacher_view
+from avatar._io import sha256_json, write_json_atomic, write_text_atomic
+from avatar.distill import DistillConfig
 from avatar.errors import AvatarError
-from avatar.labels import label
 from avatar.space import Space
-from avatar.tasks import Task, TaskData
-from avatar.teacher import FinetuneConfig, data_fingerprints, finetune
+from avatar.tasks import Task, TaskData, fingerprint
+from avatar.teacher import FinetuneConfig, data_fingerprints
 
 log = logging.getLogger(__name__)
 
+STAGES = "stages"
 
-def teacher_stage(run_dir: Path, task: Task, data: TaskData, config: FinetuneConfig, progress: Progress | None = None) -> dict:
-    """Fine-tune the teacher unless ``run_dir/teacher`` already holds one made with the same settings; then label."""
-    teacher_dir = run_dir / "teacher"
-    metrics_file = teacher_dir / METRICS
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    done = (
-        metrics.get("task") == task.name
-        and metrics.get("data") == data_fingerprints(data)
-        and metrics.get("settings") == asdict(config)
-    )
-    if done:
-        log.info("teacher up to date: %s", teacher_dir)
-    else:
-        metrics = finetune(task, data, teacher_dir, config, progress)
-    soft = label(teacher_dir, task, data.unlabelled, run_dir / "soft_labels.json", config.train.eval_batch_size, progress)
-    return {"teacher": metrics, "soft_labels": soft, "reused_teacher": done}
 
+@dataclass
+class Stage:
+    name: str
+    key: str  # hash of the stage's settings and its inputs' keys
+    result: dict  # small JSON summary; the artefacts hold the rest
+    reused: bool  # skipped: an earlier run had finished it with the same key
+    seconds: float  # how long it took when it ran
+
+
+class Run:
+    """A run directory and its stage records."""
+
+    def __init__(self, root: Path, on_start: Callable[[str], None] | None = None, on_end: Callable[[Stage], None] | None = None):
+        self.root = Path(root)
+        self.on_start, self.on_end = on_start, on_end
+
+    def clear_leftovers(self) -> None:
+        """Remove the temporary files and folders of atomic writes that a killed run left behind."""
+        import shutil
+
+        if self.root.is_dir():
+            for stale in sorted(self.root.rglob(".*.tmp"), key=lambda p: len(p.parts), reverse=True):
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+    def record(self, name: str) -> dict | None:
+        try:
+            return json.loads((self.root / STAGES / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def stage(self, name: str, inputs: dict, artefacts: list[str], fn: Callable[[], dict]) -> Stage:
+        key = sha256_json({"stage": name, "inputs": inputs})[:24]
+        record = self.record(name)
+        if record and record.get("key") == key and all((self.root / a).exists() for a in artefacts):
+            log.info("%s: up to date", name)
+            stage = Stage(name, key, record["result"], True, record["seconds"])
+        else:
+            if self.on_start:
+                self.on_start(name)
+            (self.root / STAGES / f"{name}.json").unlink(missing_ok=True)  # its artefacts are about to change
+            start = time.perf_counter()
+            result = fn()
+            seconds = round(time.perf_counter() - start, 1)
+            write_json_atomic(self.root / STAGES / f"{name}.json",
+                              {"stage": name, "key": key, "inputs": inputs, "artefacts": artefacts, "seconds": seconds, "result": result})
+            stage = Stage(name, key, result, False, seconds)
+        if self.on_end:
+            self.on_end(stage)
+        return stage
+
+
+# --- teacher ---------------------------------------------------------------------------------------------
+
+def teacher_stage(run: Run, task: Task, data: TaskData, config: FinetuneConfig, finetuned: str | None = None,
+                  progress: Progress | None = None) -> Stage:
+    """Fine-tune the teacher into ``RUN/teacher``, or take ``finetuned`` (a folder fine-tuned before) as it is."""
+    from avatar.labels import teacher_hash
+    from avatar.modeling import check_model_folder
+    from avatar.teacher import finetune
+
+    if finetuned is not None:
+        folder = Path(finetuned).resolve()
+        if not folder.is_dir():
+            raise AvatarError("a fine-tuned teacher must be a local folder written by avatar finetune", finetuned)
+        check_model_folder(folder)
+        metrics_file = folder / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        result = {"dir": str(folder), "fine_tuned_here": False, "valid": metrics.get("valid"), "test": metrics.get("test")}
+        return run.stage("teacher", {"finetuned": teacher_hash(folder), "task": task.name}, [], lambda: result)
+
+    def fn() -> dict:
+        m = finetune(task, data, run.root / "teacher", config, progress)
+        return {"dir": str((run.root / "teacher").resolve()), "fine_tuned_here": True, "valid": m["valid"], "test": m["test"],
+                "train_seconds": m["train_seconds"], "examples": m["examples"]}
+
+    inputs = {"task": task.name, "data": data_fingerprints(data), "settings": asdict(config)}
+    return run.stage("teacher", inputs, ["teacher/model.safetensors"], fn)
+
+
+def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, batch_size: int = 32, progress: Progress | None = None) -> Stage:
+    """The teacher's logits on the unlabelled half: ``RUN/soft_labels.json``."""
+    from avatar.labels import label
+
+    fn = lambda: label(Path(teacher.result["dir"]), task, data.unlabelled, run.root / "soft_labels.json", batch_size, progress)  # noqa: E731
+    return run.stage("soft_labels", {"teacher": teacher.key, "data": fingerprint(data.unlabelled)}, ["soft_labels.json"], fn)
+
+
+# --- search ----------------------------------------------------------------------------------------------
 
 @dataclass
 class SearchSettings:
@@ -61,6 +145,12 @@ class SearchSettings:
     ray_address: str | None = None  # join this Ray cluster instead of starting Ray locally
     seed: int = 0  # sampling and search
 
+    def constraints(self, task: Task):
+        from avatar.cost import MB
+        from avatar.smt import Constraints
+
+        return Constraints(int(self.budget_mb * MB), task.num_inputs, self.max_gflops, self.min_head_dim)
+
 
 def check_search_settings(s: SearchSettings) -> None:
     """Every setting checked before any work starts (the stage distils candidates for a long time)."""
@@ -76,77 +166,248 @@ def check_search_settings(s: SearchSettings) -> None:
         raise AvatarError(f"budget must be a positive number of MB up to 1e6 (got {s.budget_mb}) and a GFLOPs cap positive")
 
 
-def search_stage(
-    run_dir: Path, task: Task, data_dir: Path | None, data_seed: int, soft_labels: Path, settings: SearchSettings,
-    space: Space | None = None,
-) -> dict:
-    """Space -> SMT -> sampled candidates -> indicator -> latency model -> search -> choice, into ``run_dir``."""
-    import csv
-    import io
-    import os
+def space_stage(run: Run, task: Task, space: Space, settings: SearchSettings) -> Stage:
+    """SMT analysis of the space under the budget: ``RUN/space.json``."""
+    from avatar.smt import analyse
 
+    c = settings.constraints(task)
+
+    def fn() -> dict:
+        d = analyse(space, c).to_dict(space)
+        write_json_atomic(run.root / "space.json", d)
+        return d["configurations"]
+
+    return run.stage("space", {"space": space.describe(), "constraints": asdict(c)}, ["space.json"], fn)
+
+
+def indicator_stage(
+    run: Run, task: Task, space: Space, settings: SearchSettings, space_key: str,
+    data_dir: Path | None, data_seed: int, soft_labels: Path,
+) -> Stage:
+    """Sample feasible configurations, distil each on the short budget, fit the indicator: ``RUN/indicator/``."""
     from avatar.candidates import score_candidates
-    from avatar.cost import MB
+    from avatar.distill import teacher_view
     from avatar.executor import make_executor
     from avatar.indicator import Indicator
     from avatar.labels import load_soft_labels
-    from avatar.latency import LatencyCache, LatencyModel
     from avatar.sampling import sample
-    from avatar.search import Objectives, choose, flops_objective, nsga2, paper_ga
-    from avatar.smt import Constraints, Feasibility, analyse
-    from avatar.student import StudentConfig
-    from avatar.teacher import data_fingerprints
+    from avatar.smt import Feasibility
 
-    check_search_settings(settings)
-    space = space or Space.paper()
-    c = Constraints(int(settings.budget_mb * MB), task.num_inputs, settings.max_gflops, settings.min_head_dim)
-    smt = analyse(space, c)
-    write_json_atomic(run_dir / "space.json", smt.to_dict(space))
-    feas = Feasibility(space, c)
-
-    configs = sample(space, feas, settings.samples, settings.seed)
-    write_json_atomic(run_dir / "indicator" / "samples.json", configs)
     soft = load_soft_labels(soft_labels)
-    data = task.load(data_dir, seed=data_seed)
-    teacher_view(data.unlabelled, soft)  # soft labels made for other data: fail here, not in every worker
-    workers = settings.workers or os.cpu_count() or 1
-    executor = make_executor(settings.executor, workers, settings.ray_address)
-    results = score_candidates(
-        configs, task.name, None if data_dir is None else str(Path(data_dir).resolve()), data_seed, soft_labels,
-        soft.key, data_fingerprints(data), settings.short_budget, run_dir / "indicator" / "candidates", executor,
-        threads=max(1, (os.cpu_count() or 1) // workers),
-    )
-    indicator = Indicator.fit(space, configs, [r["score"] for r in results], settings.seed)
-    indicator.save(run_dir / "indicator" / "indicator.json")
 
-    if settings.objective == "latency":
-        timed = configs + sample(space, feas, max(settings.latency_architectures - len(configs), 3), settings.seed + 1)
+    def fn() -> dict:
+        configs = sample(space, Feasibility(space, settings.constraints(task)), settings.samples, settings.seed)
+        write_json_atomic(run.root / "indicator" / "samples.json", configs)
+        data = task.load(data_dir, seed=data_seed)
+        teacher_view(data.unlabelled, soft)  # soft labels made for other data: fail here, not in every worker
+        workers = settings.workers or os.cpu_count() or 1
+        executor = make_executor(settings.executor, workers, settings.ray_address)
+        results = score_candidates(
+            configs, task.name, None if data_dir is None else str(Path(data_dir).resolve()), data_seed, soft_labels,
+            soft.key, data_fingerprints(data), settings.short_budget, run.root / "indicator" / "candidates", executor,
+            threads=max(1, (os.cpu_count() or 1) // workers),
+        )
+        indicator = Indicator.fit(space, configs, [r["score"] for r in results], settings.seed)
+        indicator.save(run.root / "indicator" / "indicator.json")
+        return {"choice": indicator.choice, **indicator.report[indicator.choice], "scores": [r["score"] for r in results]}
+
+    inputs = {"space": space_key, "soft_labels": soft.key, "samples": settings.samples, "seed": settings.seed,
+              "short_budget": asdict(settings.short_budget), "data_seed": data_seed}
+    return run.stage("indicator", inputs, ["indicator/indicator.json"], fn)
+
+
+def latency_stage(run: Run, task: Task, space: Space, settings: SearchSettings, space_key: str) -> Stage:
+    """Time random-weight architectures on this CPU and fit the latency model: ``RUN/latency.json``."""
+    from avatar.latency import LatencyCache, LatencyModel, machine_key
+    from avatar.sampling import sample
+    from avatar.smt import Feasibility
+
+    def fn() -> dict:
+        feas = Feasibility(space, settings.constraints(task))
+        timed = sample(space, feas, settings.latency_architectures, settings.seed + 1)
         latencies = LatencyCache().measure(timed, task)
-        latency = LatencyModel.fit(timed, latencies, task.num_inputs)
-        write_json_atomic(run_dir / "latency.json", {"report": latency.report, "measured_ms": latencies, "configs": timed})
-        speed, speed_name = latency.predict, "latency_ms"
-    else:
-        speed, speed_name = flops_objective(task.num_inputs), "gflops"
+        report = LatencyModel.fit(timed, latencies, task.num_inputs).report
+        write_json_atomic(run.root / "latency.json", {"report": report, "measured_ms": latencies, "configs": timed})
+        return report
 
-    objectives = Objectives(indicator.predict, speed, speed_name, task.num_inputs)
-    if settings.algorithm == "nsga2":
-        result = nsga2(space, feas, objectives, settings.population, settings.generations, settings.seed)
+    inputs = {"space": space_key, "architectures": settings.latency_architectures, "seed": settings.seed, "machine": machine_key()}
+    return run.stage("latency", inputs, ["latency.json"], fn)
+
+
+def objectives_of(run_dir: Path, task: Task, space: Space, speed_name: str):
+    """The search's objectives, rebuilt from a run directory's indicator (and latency measurements)."""
+    from avatar.indicator import Indicator
+    from avatar.latency import LatencyModel
+    from avatar.search import Objectives, flops_objective
+
+    indicator = Indicator.load(run_dir / "indicator" / "indicator.json", space)
+    if speed_name == "latency_ms":
+        timed = json.loads((run_dir / "latency.json").read_text())
+        speed = LatencyModel.fit(timed["configs"], timed["measured_ms"], task.num_inputs).predict
     else:
-        result = paper_ga(space, feas, objectives, settings.population, settings.generations, seed=settings.seed)
-    rows = result.rows()
-    pick = choose(result, settings.prefer)
-    write_json_atomic(run_dir / "pareto.json", {"objectives": ["predicted_effectiveness", speed_name, "size_mb"], "choice": pick, "prefer": settings.prefer, "rows": rows})
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(run_dir / "pareto.csv", table.getvalue())
-    chosen = StudentConfig(**result.configs[pick])
-    chosen.save(run_dir / "chosen_student.json")
-    return {
-        "space": smt.to_dict(space)["configurations"],
-        "indicator": {"choice": indicator.choice, **indicator.report[indicator.choice]},
-        "pareto_size": len(rows),
-        "choice": rows[pick],
-        "evaluations": result.evaluations,
-    }
+        speed = flops_objective(task.num_inputs)
+    return Objectives(indicator.predict, speed, speed_name, task.num_inputs)
+
+
+def pareto_stage(run: Run, task: Task, space: Space, settings: SearchSettings, indicator: Stage, speed: Stage | None) -> Stage:
+    """Multi-objective search on the indicator and the speed objective: ``RUN/pareto.csv`` and ``pareto.json``."""
+    from avatar.search import nsga2, paper_ga
+    from avatar.smt import Feasibility
+
+    speed_name = "latency_ms" if settings.objective == "latency" else "gflops"
+
+    def fn() -> dict:
+        objectives = objectives_of(run.root, task, space, speed_name)
+        feas = Feasibility(space, settings.constraints(task))
+        if settings.algorithm == "nsga2":
+            result = nsga2(space, feas, objectives, settings.population, settings.generations, settings.seed)
+        else:
+            result = paper_ga(space, feas, objectives, settings.population, settings.generations, seed=settings.seed)
+        rows = result.rows()
+        write_json_atomic(run.root / "pareto.json", {"objectives": ["predicted_effectiveness", speed_name, "size_mb"],
+                                                     "algorithm": settings.algorithm, "rows": rows})
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(run.root / "pareto.csv", table.getvalue())
+        return {"pareto_size": len(rows), "evaluations": result.evaluations, "speed_name": speed_name}
+
+    inputs = {"indicator": indicator.key, "speed": speed.key if speed else "flops", "algorithm": settings.algorithm,
+              "population": settings.population, "generations": settings.generations, "seed": settings.seed}
+    return run.stage("pareto", inputs, ["pareto.json", "pareto.csv"], fn)
+
+
+def choose_stage(run: Run, pareto: Stage, prefer: str) -> Stage:
+    """The automatic choice from the Pareto set: ``RUN/chosen_student.json``."""
+    from avatar.search import choose
+    from avatar.space import NAMES
+    from avatar.student import StudentConfig
+
+    def fn() -> dict:
+        doc = json.loads((run.root / "pareto.json").read_text())
+        speed = doc["objectives"][1]
+        F = np.array([[-r["predicted_effectiveness"], r[speed], r["size_mb"]] for r in doc["rows"]])
+        pick = choose(F, prefer)
+        row = doc["rows"][pick]
+        StudentConfig(**{n: row[n] for n in NAMES}).save(run.root / "chosen_student.json")
+        return {"index": pick, "prefer": prefer, "row": row}
+
+    return run.stage("choose", {"pareto": pareto.key, "prefer": prefer}, ["chosen_student.json"], fn)
+
+
+def search_stages(run: Run, task: Task, space: Space, settings: SearchSettings, data_dir: Path | None, data_seed: int,
+                  soft_labels: Path) -> dict[str, Stage]:
+    """Space -> indicator -> latency model -> search -> choice, each skipped when already done."""
+    check_search_settings(settings)
+    stages = {"space": space_stage(run, task, space, settings)}
+    stages["indicator"] = indicator_stage(run, task, space, settings, stages["space"].key, data_dir, data_seed, soft_labels)
+    speed = latency_stage(run, task, space, settings, stages["space"].key) if settings.objective == "latency" else None
+    if speed:
+        stages["latency"] = speed
+    stages["pareto"] = pareto_stage(run, task, space, settings, stages["indicator"], speed)
+    stages["choose"] = choose_stage(run, stages["pareto"], settings.prefer)
+    return stages
+
+
+# --- student, measurement, report ------------------------------------------------------------------------
+
+def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: Stage, config: DistillConfig,
+                  progress: Progress | None = None) -> Stage:
+    """Distil the chosen configuration fully: ``RUN/student/``."""
+    from avatar.distill import distill
+    from avatar.labels import load_soft_labels
+    from avatar.student import StudentConfig
+
+    def fn() -> dict:
+        student = StudentConfig.load(run.root / "chosen_student.json")
+        m = distill(task, data, load_soft_labels(run.root / "soft_labels.json"), student, run.root / "student", config, progress)
+        keep = ("valid", "test", "agreement_with_teacher", "parameters", "best_step", "steps", "train_seconds", "examples")
+        return {k: m[k] for k in keep}
+
+    return run.stage("student", {"soft_labels": labels.key, "choice": choice.key, "settings": asdict(config)}, ["student/model.safetensors"], fn)
+
+
+def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student: Stage, config, architectures: list[str],
+                  eval_limit: int | None, seed: int) -> Stage:
+    """Teacher, student (and reference architectures) measured side by side: ``RUN/metrics.json``."""
+    from avatar.measure import ARCH_PREFIX, load_subject, measure, ratios
+    from avatar.tasks import limit_examples
+
+    def fn() -> dict:
+        specs = [teacher.result["dir"], str((run.root / "student").resolve()), *(ARCH_PREFIX + a for a in architectures)]
+        test = limit_examples(data.test, eval_limit, seed)
+        latency_examples = data.test[: max(config.runs, config.energy_examples)]
+        subjects = [load_subject(s, task, test, latency_examples) for s in specs]
+        results = measure(subjects, task, config)
+        for r, role in zip(results, ["teacher", "student", *architectures]):
+            r["role"] = role
+        teacher_r, student_r, *archs = results
+        doc = {
+            "task": task.name,
+            "main_metric": task.main_metric,
+            "results": results,
+            "student_vs_teacher": ratios(teacher_r, student_r, task.main_metric),
+            "student_vs_architectures": {a["role"]: ratios(a, student_r, task.main_metric) for a in archs},
+        }
+        write_json_atomic(run.root / "metrics.json", doc)
+        return {"student_vs_teacher": doc["student_vs_teacher"]}
+
+    inputs = {"teacher": teacher.key, "student": student.key, "settings": asdict(config), "architectures": architectures,
+              "eval_limit": eval_limit, "seed": seed}
+    return run.stage("measure", inputs, ["metrics.json"], fn)
+
+
+def report_stage(run: Run, upstream: list[Stage]) -> Stage:
+    """``RUN/report.md`` and its plots, from the artefacts of the stages before."""
+    from avatar.report import write_report
+
+    return run.stage("report", {s.name: s.key for s in upstream}, ["report.md"], lambda: write_report(run.root))
+
+
+def compress(config, out: Path, progress: Progress | None = None, on_start=None, on_end=None) -> dict[str, Stage]:
+    """Every stage of ``avatar compress`` in ``out``; ``config`` is a checked :class:`avatar.config.CompressConfig`."""
+    run = Run(out, on_start, on_end)
+    fresh = not run.root.exists()
+    try:
+        return _compress(run, config, progress)
+    except AvatarError:
+        if fresh and not (run.root / STAGES).is_dir():  # failed before finishing anything: leave nothing behind
+            import shutil
+
+            shutil.rmtree(run.root, ignore_errors=True)
+        raise
+
+
+def _compress(run: Run, config, progress: Progress | None) -> dict[str, Stage]:
+    from avatar.config import to_toml
+    from avatar.measure import MeasureConfig
+    from avatar.tasks import get_task
+    from avatar.trainer import TrainConfig
+
+    run.clear_leftovers()
+    task = get_task(config.task)
+    data_dir = None if config.data is None else Path(config.data)
+    data = task.load(data_dir, seed=config.seed)
+    write_text_atomic(run.root / "config.toml", to_toml(config))
+
+    f = config.finetune
+    finetune = FinetuneConfig(
+        model=config.teacher, max_length=f.max_length, limit=f.limit, eval_limit=f.eval_limit,
+        train=TrainConfig(epochs=f.epochs, learning_rate=f.learning_rate, batch_size=f.batch_size, seed=config.seed),
+    )
+    stages = {"teacher": teacher_stage(run, task, data, finetune, config.teacher if config.teacher_finetuned else None, progress)}
+    stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress=progress)
+    space = Space.paper().override(config.space)
+    stages |= search_stages(run, task, space, config.search_settings(), data_dir, config.seed, run.root / "soft_labels.json")
+    d = config.distill
+    distill = DistillConfig(epochs=d.epochs, temperature=d.temperature, alpha=d.alpha, limit=d.limit, eval_limit=d.eval_limit,
+                            patience=d.patience, seed=config.seed)
+    stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], distill, progress)
+    m = config.measure
+    measure = MeasureConfig(runs=m.runs, warmup=m.warmup, threads=m.threads, throughput_examples=m.throughput_examples,
+                            energy_rounds=m.energy_rounds, energy_examples=m.energy_examples, country=m.country)
+    stages["measure"] = measure_stage(run, task, data, stages["teacher"], stages["student"], measure, m.architectures,
+                                      m.eval_limit, config.seed)
+    stages["report"] = report_stage(run, list(stages.values()))
+    return stages

@@ -234,13 +234,12 @@ def hypervolume(F: np.ndarray, ideal: np.ndarray, nadir: np.ndarray) -> float:
 PREFERENCES = ("effectiveness", "knee", "fastest", "smallest")
 
 
-def choose(result: SearchResult, prefer: str = "effectiveness") -> int:
-    """Index of the automatic choice in the Pareto set.
+def choose(F: np.ndarray, prefer: str = "effectiveness") -> int:
+    """Index of the automatic choice in a Pareto set's objectives ``F`` (N, 3) [-effectiveness, speed, size].
 
     effectiveness: highest predicted effectiveness (all are within budget), ties by speed then size;
     knee: closest to the ideal point after scaling each objective to [0, 1]; fastest / smallest: best on that.
     """
-    F = result.F
     if prefer == "effectiveness":
         return int(np.lexsort((F[:, 2], F[:, 1], F[:, 0]))[0])
     if prefer == "fastest":

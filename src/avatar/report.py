@@ -1,0 +1,240 @@
+"""``RUN/report.md`` and its PNG plots, made only from the artefacts of a run directory.
+
+Sections appear for the stages a run has: a search-only run (``avatar search``) gets the space, indicator
+and Pareto sections; a full ``avatar compress`` run also gets the headline comparison. Every energy figure
+carries its method label (rapl, nvml or estimate).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from avatar._io import write_text_atomic
+from avatar.errors import AvatarError
+
+ORDER = ("teacher", "soft_labels", "space", "indicator", "latency", "pareto", "choose", "student", "measure")
+PLOTS = {"pareto": "pareto.png", "comparison": "comparison.png", "space": "space.png", "indicator": "indicator.png"}
+
+
+def _read(run: Path, name: str) -> dict | None:
+    try:
+        return json.loads((run / name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    tmp.replace(path)
+
+
+def headline(metrics: dict) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of the teacher-vs-student table (also printed by ``avatar compress``)."""
+    main = metrics["main_metric"]
+    results = metrics["results"]
+    columns = ["", *(r["role"] if r["role"] in ("teacher", "student") else f"{r['role']} (random weights)" for r in results)]
+
+    def row(label: str, fn) -> list[str]:
+        return [label, *(fn(r) for r in results)]
+
+    rows = [
+        row(f"test {main}", lambda r: "n/a" if r["test"] is None else f"{r['test'][main]:.4f}"),
+        row("parameters", lambda r: f"{r['parameters']:,}"),
+        row("size MB (fp32 weights)", lambda r: f"{r['size_mb']:.2f}"),
+        row("latency ms p50 (batch 1)", lambda r: f"{r['latency_ms']['median']:.2f}"),
+        row("examples/s (batch 32)", lambda r: f"{r['throughput']['examples_per_second']:.1f}"),
+        row("energy J/example", lambda r: f"{r['energy']['joules_per_example']:.4g} ({r['energy']['method']})"),
+        row("gCO2e / 1000 examples", lambda r: f"{r['carbon']['grams_per_1000_examples']:.4g} ({r['energy']['method']})"),
+    ]
+    return columns, rows
+
+
+def ratio_lines(metrics: dict) -> list[str]:
+    def x(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.1f}x"
+
+    lines = []
+    for ref, q in [("the teacher", metrics["student_vs_teacher"]), *metrics["student_vs_architectures"].items()]:
+        diff = f"; {metrics['main_metric']} {q['score_difference']:+.4f}" if "score_difference" in q else ""
+        lines.append(f"student vs {ref}: {x(q['size_x'])} smaller, {x(q['latency_x'])} faster, "
+                     f"{x(q['energy_x'])} less energy ({q['energy_method']}){diff}")
+    return lines
+
+
+def _md_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _plot_pareto(plt, pareto: dict, choice: dict | None, path: Path) -> None:
+    rows = pareto["rows"]
+    speed = pareto["objectives"][1]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    points = ax.scatter([r[speed] for r in rows], [r["predicted_effectiveness"] for r in rows], c=[r["size_mb"] for r in rows],
+                        cmap="viridis", s=36, edgecolors="k", linewidths=0.3)
+    fig.colorbar(points, ax=ax, label="size (MB)")
+    if choice is not None:
+        ax.scatter([choice["row"][speed]], [choice["row"]["predicted_effectiveness"]], marker="*", s=320, c="red",
+                   edgecolors="k", label=f"chosen ({choice['prefer']})", zorder=3)
+        ax.legend(loc="lower right")
+    ax.set_xlabel("predicted latency (ms, batch 1, this CPU)" if speed == "latency_ms" else "GFLOPs per example")
+    ax.set_ylabel("predicted effectiveness (validation)")
+    ax.set_title(f"Pareto set: {len(rows)} configurations ({pareto.get('algorithm', 'nsga2')})")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _plot_comparison(plt, metrics: dict, path: Path) -> None:
+    results = metrics["results"]
+    names = [r["role"] for r in results]
+    colours = ["#4c72b0" if r["role"] == "teacher" else "#dd8452" if r["role"] == "student" else "#999999" for r in results]
+    panels = [
+        ("size (MB, fp32)", [r["size_mb"] for r in results], True),
+        ("latency (ms, batch 1)", [r["latency_ms"]["median"] for r in results], True),
+        (f"energy (J/example, {results[0]['energy']['method']})", [r["energy"]["joules_per_example"] for r in results], True),
+        (f"test {metrics['main_metric']}", [0.0 if r["test"] is None else r["test"][metrics["main_metric"]] for r in results], False),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+    for ax, (title, values, log) in zip(axes, panels):
+        ax.bar(names, values, color=colours)
+        if log and all(v > 0 for v in values):
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    if any(r["test"] is None for r in results):
+        axes[3].text(0.5, -0.38, "random-weight architectures have no score", transform=axes[3].transAxes, ha="center", fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _plot_space(plt, space: dict, path: Path) -> None:
+    numeric = {n: d for n, d in space["dimensions"].items() if d["space"]["kind"] != "categorical"}
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(numeric) + 1.2))
+    for i, (name, d) in enumerate(numeric.items()):
+        lo, hi = d["space"]["low"], d["space"]["high"]
+        span = (hi - lo) or 1
+        ax.barh(i, 1, color="#dddddd")
+        if d["feasible"]:
+            a, b = d["feasible"]
+            ax.barh(i, max((b - a) / span, 0.005), left=(a - lo) / span, color="#55a868")
+            ax.text(1.02, i, f"{a:g}..{b:g} of {lo:g}..{hi:g}", va="center", fontsize=8)
+    ax.set_yticks(range(len(numeric)), list(numeric), fontsize=8)
+    ax.set_xlim(0, 1.6)
+    ax.set_xticks([])
+    c = space["configurations"]
+    ax.set_title(f"SMT: feasible ranges within {space['budget_mb']:g} MB ({100 * c['feasible_fraction']:.3g} % of "
+                 f"{c['total']:.3g} configurations)", fontsize=10)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _plot_indicator(plt, indicator: dict, path: Path) -> None:
+    choice = indicator["choice"]
+    rep = indicator["report"][choice]
+    y, pred = indicator["scores"], rep["loocv_predictions"]
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.scatter(y, pred, s=30)
+    lo, hi = min(min(y), min(pred)), max(max(y), max(pred))
+    ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8)
+    ax.set_xlabel("validation score after short distillation")
+    ax.set_ylabel("leave-one-out prediction")
+    tau = "n/a" if rep["kendall_tau"] is None else f"{rep['kendall_tau']:.2f}"
+    ax.set_title(f"indicator ({choice}): MAE {rep['loocv_mae']:.4f}, Kendall tau {tau}", fontsize=9)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def write_report(run: Path) -> dict:
+    """Write ``run/report.md`` and the plots its artefacts allow; return which were written."""
+    run = Path(run)
+    stages = {name: rec for name in ORDER if (rec := _read(run, f"stages/{name}.json"))}
+    if not stages:
+        raise AvatarError("not an Avatar run directory (no finished stage in stages/)", run)
+    plt = _pyplot()
+    metrics, pareto, choice = _read(run, "metrics.json"), _read(run, "pareto.json"), (stages.get("choose") or {}).get("result")
+    space, indicator, latency = _read(run, "space.json"), _read(run, "indicator/indicator.json"), _read(run, "latency.json")
+    student = (stages.get("student") or {}).get("result")
+    task = (metrics or {}).get("task") or (stages.get("teacher") or {}).get("inputs", {}).get("task", "")
+    lines = [f"# Avatar report{': ' + task if task else ''}", "", f"Run directory: `{run.resolve()}`; settings in `config.toml`.", ""]
+    plots = []
+
+    if metrics:
+        columns, rows = headline(metrics)
+        lines += ["## Teacher vs student (measured side by side on this machine)", "", *_md_table(columns, rows), ""]
+        lines += [f"- {line}" for line in ratio_lines(metrics)]
+        r0 = metrics["results"][0]
+        lines += [
+            f"- {r0['latency_ms']['threads']} CPU threads; latency over {r0['latency_ms']['runs']} interleaved runs; energy method "
+            f"`{r0['energy']['method']}`; carbon at {r0['carbon']['g_per_kwh']} g/kWh ({r0['carbon']['region']}: {r0['carbon']['source']}).",
+            "", f"![teacher vs student]({PLOTS['comparison']})", "",
+        ]
+        _plot_comparison(plt, metrics, run / PLOTS["comparison"])
+        plots.append(PLOTS["comparison"])
+
+    if choice:
+        row = choice["row"]
+        speed = "latency_ms" if "latency_ms" in row else "gflops"
+        lines += ["## The chosen student", "", f"Rule: `{choice['prefer']}` (entry {choice['index']} of the Pareto set).", ""]
+        config = {k: v for k, v in row.items() if k not in ("predicted_effectiveness", "predicted_std", "size_mb", speed)}
+        lines += _md_table(["hyperparameter", "value"], [[k, str(v)] for k, v in config.items()]) + [""]
+        std = "" if row.get("predicted_std") is None else f" ± {row['predicted_std']:.4f}"
+        lines.append(f"Predicted (short-budget) validation score {row['predicted_effectiveness']:.4f}{std}; size {row['size_mb']:.2f} MB; "
+                     f"predicted {'latency' if speed == 'latency_ms' else 'cost'} {row[speed]:.3g} {'ms' if speed == 'latency_ms' else 'GFLOPs'}.")
+        if student:
+            main = metrics["main_metric"] if metrics else "accuracy"
+            lines.append(f"Fully distilled: validation {main} {student['valid'][main]:.4f}, test {student['test'][main]:.4f}, "
+                         f"agreement with the teacher {student['agreement_with_teacher']:.3f}, {student['train_seconds']} s of training.")
+        lines.append("")
+
+    if pareto:
+        lines += ["## Search", "", f"{len(pareto['rows'])} Pareto-optimal configurations found by {pareto.get('algorithm', 'nsga2')} "
+                  f"(objectives: {', '.join(pareto['objectives'])}); all of them in `pareto.csv` / `pareto.json`.", "",
+                  f"![Pareto front]({PLOTS['pareto']})", ""]
+        _plot_pareto(plt, pareto, choice, run / PLOTS["pareto"])
+        plots.append(PLOTS["pareto"])
+
+    if space:
+        c = space["configurations"]
+        lines += ["## Configuration space (SMT pruning)", "",
+                  f"Budget {space['budget_mb']:g} MB: {c['feasible']:,} of {c['total']:,} configurations feasible "
+                  f"({100 * c['feasible_fraction']:.4g} %; {100 * c['pruned_fraction']:.4g} % pruned), "
+                  f"{space['splits']} linear splits, {space['z3_checks']} z3 checks, {space['wall_seconds']} s.", ""]
+        rows = []
+        for name, d in space["dimensions"].items():
+            s = d["space"]
+            full = ", ".join(map(str, s["choices"])) if s["kind"] == "categorical" else f"{s['low']:g}..{s['high']:g}"
+            feas = ", ".join(map(str, d["feasible"])) if s["kind"] == "categorical" else (f"{d['feasible'][0]:g}..{d['feasible'][1]:g}" if d["feasible"] else "none")
+            rows.append([name, full, feas, f"{100 * d['pruned_fraction']:.1f} %"])
+        lines += _md_table(["dimension", "space", "feasible", "values pruned"], rows) + ["", f"![feasible ranges]({PLOTS['space']})", ""]
+        _plot_space(plt, space, run / PLOTS["space"])
+        plots.append(PLOTS["space"])
+
+    if indicator:
+        lines += ["## Effectiveness indicator (leave-one-out over the distilled samples)", ""]
+        rows = [[f"{n}{' (chosen)' if n == indicator['choice'] else ''}", f"{v['loocv_mae']:.4f}",
+                 "-" if v["kendall_tau"] is None else f"{v['kendall_tau']:.3f}"] for n, v in indicator["report"].items()]
+        lines += _md_table(["surrogate", "LOOCV MAE", "Kendall τ"], rows)
+        lines += ["", f"{len(indicator['scores'])} samples, scores {min(indicator['scores']):.4f}–{max(indicator['scores']):.4f}.", ""]
+        if latency:
+            lr = latency["report"]
+            lines += [f"Latency model: {lr['measurements']} architectures timed, leave-one-out error {100 * lr['loocv_mape']:.1f} % "
+                      f"({lr['loocv_mae_ms']:.2f} ms).", ""]
+        lines += [f"![indicator]({PLOTS['indicator']})", ""]
+        _plot_indicator(plt, indicator, run / PLOTS["indicator"])
+        plots.append(PLOTS["indicator"])
+
+    lines += ["## Stages", ""]
+    lines += _md_table(["stage", "seconds"], [[name, f"{rec['seconds']:.1f}"] for name, rec in stages.items()])
+    write_text_atomic(run / "report.md", "\n".join(lines) + "\n")
+    return {"report": "report.md", "plots": plots}
