@@ -44,7 +44,7 @@ from avatar.tasks import get_task
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-SHORT = DistillConfig(epochs=1, limit=2000, eval_limit=1000, patience=None, seed=42)
+SHORT = DistillConfig(epochs=1, limit=1000, eval_limit=500, patience=None, seed=42)
 SPACE = {"position_embedding_type": ["absolute"]}  # see the module docstring
 SETTINGS = SearchSettings(budget_mb=3.0, samples=20, short_budget=SHORT, objective="latency", seed=0)
 

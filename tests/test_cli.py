@@ -141,3 +141,27 @@ def test_space_json_and_infeasible_budget(capsys, monkeypatch):
     assert _run(["space", "--budget-mb", "0.01"], monkeypatch) == 2
     err = capsys.readouterr().err.strip()
     assert "size <= budget cannot be met" in err and "smallest model in the space needs" in err
+
+
+def test_search_then_report(tmp_path, tiny_encoder, defect_data):
+    run = tmp_path / "run"
+    teacher = ["teacher", "--data", str(defect_data), "--model", str(tiny_encoder), "--out", str(run), "--epochs", "1",
+               "--max-length", "32", "--limit", "20", "--eval-limit", "10"]
+    assert runner.invoke(app, teacher).exit_code == 0
+    tiny = ["vocab_size=300:600:100", "num_hidden_layers=1:2", "hidden_size=16:32:16", "intermediate_size=16:64:16",
+            "num_attention_heads=1:2", "max_sequence_length=32:64:32"]
+    args = ["search", "--data", str(defect_data), "--soft-labels", str(run / "soft_labels.json"), "--out", str(run),
+            "--budget-mb", "0.5", "--samples", "3", "--sample-limit", "30", "--objective", "flops", "--population", "8",
+            "--generations", "3", "--workers", "1", "--choices", "position_embedding_type=absolute",
+            *(a for r in tiny for a in ("--range", r))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    chosen = json.loads((run / "chosen_student.json").read_text())
+    assert chosen["position_embedding_type"] == "absolute" and 300 <= chosen["vocab_size"] <= 600
+    assert "Pareto set:" in result.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "indicator: up to date" in again.output
+    result = runner.invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert {"pareto.png", "space.png", "indicator.png"} <= {p.name for p in run.iterdir()}
+    assert "## Search" in (run / "report.md").read_text()

@@ -102,3 +102,15 @@ def test_kl_loss_is_zero_when_student_matches_teacher_and_trains_biases_and_laye
     trainer.train()
     changed = [n for n, p in model.named_parameters() if n in watched and not torch.equal(p, watched[n])]
     assert any("LayerNorm.weight" in n for n in changed) and any(n.endswith("bias") for n in changed)
+
+
+def test_a_batch_too_large_for_the_memory_cap_is_split(tmp_path, taught):
+    from avatar.cost import MB, training_bytes_per_example
+
+    task, data, soft, _ = taught
+    per_example = training_bytes_per_example(TINY, task.num_inputs)
+    settings = DistillConfig(epochs=1, limit=40, eval_limit=20, memory_mb=1, seed=0)
+    metrics = distill(task, data, soft, TINY, tmp_path / "s", settings)
+    assert metrics["micro_batch_size"] == MB // per_example < TINY.batch_size
+    roomy = distill(task, data, soft, TINY, tmp_path / "r", DistillConfig(epochs=1, limit=40, eval_limit=20, seed=0))
+    assert roomy["micro_batch_size"] is None

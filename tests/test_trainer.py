@@ -74,3 +74,19 @@ def test_collate_pads_to_longest_and_masks(tmp_path, tiny_encoder):
     assert ids.shape == (3, 2, max(lengths))
     assert mask.sum().item() == sum(lengths)
     assert (ids[mask == 0] == enc["test"].pad_id).all()
+
+
+def test_micro_batches_give_the_same_gradient_as_whole_batches(tmp_path, tiny_encoder):
+    grads, losses = [], []
+    rows = list(range(16))
+    for micro in (None, 3):  # 16 = 3 + 3 + 3 + 3 + 3 + 1: unequal pieces must still weigh as one batch mean
+        task, model, enc = _setup("defect", tmp_path, tiny_encoder)
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0  # the pieces would draw other dropout masks
+        cfg = TrainConfig(batch_size=16, micro_batch_size=micro, seed=0)
+        losses.append(Trainer(model, task, cfg, enc["labelled"], enc["valid"])._step_loss(rows))
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-4) for n in grads[0])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)

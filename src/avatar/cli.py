@@ -343,6 +343,8 @@ def search(
     population: Annotated[int, typer.Option(help="population (NSGA-II 40; the paper GA used 20)")] = 40,
     min_head_dim: Annotated[int, typer.Option(help="smallest hidden_size / heads allowed")] = 4,
     space_file: Annotated[Path | None, typer.Option("--space", help="TOML/JSON file overriding dimension ranges")] = None,
+    ranges: RangeOpt = None,
+    choices: ChoicesOpt = None,
     prefer: Annotated[str, typer.Option(help="automatic choice: effectiveness, knee, fastest or smallest")] = "effectiveness",
     executor: Annotated[str, typer.Option(help="local (process pool) or ray")] = "local",
     workers: Annotated[int | None, typer.Option(help="local workers [default: one per core]")] = None,

@@ -61,3 +61,16 @@ def flops(cfg: StudentConfig, num_inputs: int, tokens: int | None = None) -> int
     return flops_of(cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, T,
                     RELATIVE_TERMS[cfg.position_embedding_type], num_inputs)
 
+
+
+def training_bytes_per_example(cfg: StudentConfig, num_inputs: int) -> int:
+    """Rough activation memory one example holds for the backward pass (fp32), at full sequence length.
+
+    Per layer: the attention's (heads, T, T) tensors (scores, probabilities, dropout: about 4 copies, 2 more per
+    relative-position term) and about 10 hidden-sized plus 3 intermediate-sized (T, .) tensors. Only used to
+    split large batches so that training fits in memory; it errs on the large side.
+    """
+    T, H, I = cfg.max_sequence_length, cfg.hidden_size, cfg.intermediate_size  # noqa: E741
+    copies = 4 + 2 * RELATIVE_TERMS[cfg.position_embedding_type]
+    per_layer = copies * cfg.num_attention_heads * T * T + T * (10 * H + 3 * I)
+    return 4 * num_inputs * cfg.num_hidden_layers * per_layer

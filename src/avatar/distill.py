@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from avatar._io import METRICS, atomic_dir, check_replaceable, write_json_atomic
-from avatar.cost import parameter_count
+from avatar.cost import MB, parameter_count, training_bytes_per_example
 from avatar.errors import AvatarError
 from avatar.labels import SoftLabels
 from avatar.modeling import MAX_LENGTH_KEY, Classifier, save_classifier
@@ -44,6 +44,7 @@ class DistillConfig:
     evals_per_epoch: int = 1  # validations per epoch
     warmup_ratio: float = 0.1  # share of steps with a rising learning rate
     weight_decay: float = 0.01  # on weight matrices; biases and LayerNorm weights are trained undecayed
+    memory_mb: int = 2048  # activation memory a training pass may use; larger batches are split and accumulated
     seed: int = 42  # subset, initialisation, shuffling, dropout
 
 
@@ -103,10 +104,13 @@ def distill(
     torch.manual_seed(config.seed)
     model = build_student(task, student)
     train, valid, test = (encode(tokenizer, ex, student.max_sequence_length) for ex in (train_ex, valid_ex, test_ex))
+    # e.g. 12 heads x 448 tokens x 8 layers at batch 64 would need ~20 GB at once: the same batch, in pieces
+    micro = max(1, config.memory_mb * MB // training_bytes_per_example(student, task.num_inputs))
     train_config = TrainConfig(
         epochs=config.epochs,
         learning_rate=student.learning_rate,
         batch_size=student.batch_size,
+        micro_batch_size=micro if micro < student.batch_size else None,
         weight_decay=config.weight_decay,
         warmup_ratio=config.warmup_ratio,
         evals_per_epoch=config.evals_per_epoch,
@@ -127,6 +131,7 @@ def distill(
         "parameters": parameter_count(student, task.num_inputs),
         "best_step": result.best_step,
         "steps": result.steps,
+        "micro_batch_size": train_config.micro_batch_size,
         "tokenizer_seconds": round(tokenizer_seconds, 2),
         "train_seconds": round(time.perf_counter() - start - tokenizer_seconds, 1),
         "examples": {"train": len(train), "valid": len(valid), "test": len(test)},

@@ -91,6 +91,7 @@ class TrainConfig:
     epochs: int = 3  # passes over the training examples
     learning_rate: float = 2e-5  # peak AdamW learning rate
     batch_size: int = 16  # examples per optimiser step
+    micro_batch_size: int | None = None  # examples per forward/backward pass; gradients of a batch accumulate (bounds memory)
     weight_decay: float = 0.01  # on weight matrices only; biases and LayerNorm weights are trained undecayed
     warmup_ratio: float = 0.1  # share of the steps over which the learning rate rises linearly from 0
     max_grad_norm: float = 1.0  # gradient clipping
@@ -141,6 +142,18 @@ class Trainer:
         """Cross-entropy against the ground truth; distillation overrides this."""
         return F.cross_entropy(logits, torch.as_tensor(self.train_data.labels[list(rows)]))
 
+    def _step_loss(self, rows: list[int]) -> float:
+        """Forward and backward over one batch, in micro-batches whose losses are weighted to the batch mean."""
+        size = self.config.micro_batch_size or len(rows)
+        total = 0.0
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            ids, mask = collate(self.train_data, chunk)
+            loss = self.loss(self.model(ids, mask), chunk) * (len(chunk) / len(rows))
+            loss.backward()
+            total += loss.item()
+        return total
+
     def _batches(self, generator: torch.Generator) -> Iterator[list[int]]:
         perm = torch.randperm(len(self.train_data), generator=generator).tolist()
         for start in range(0, len(perm), self.config.batch_size):
@@ -163,21 +176,19 @@ class Trainer:
         self.model.train()
         for epoch in range(cfg.epochs):
             for i, rows in enumerate(self._batches(generator), start=1):
-                ids, mask = collate(self.train_data, rows)
-                loss = self.loss(self.model(ids, mask), rows)
-                loss.backward()
+                loss = self._step_loss(rows)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 result.steps += 1
                 if bar is not None:
-                    self.progress.update(bar, advance=1, description=f"epoch {epoch + 1} loss {loss.item():.4f}")
+                    self.progress.update(bar, advance=1, description=f"epoch {epoch + 1} loss {loss:.4f}")
                 if i not in eval_at:
                     continue
                 metrics = score(self.task, self.model, self.valid_data, cfg.eval_batch_size)
                 value = metrics[self.task.main_metric]
-                result.history.append({"epoch": epoch + 1, "step": result.steps, "loss": loss.item(), **metrics})
+                result.history.append({"epoch": epoch + 1, "step": result.steps, "loss": loss, **metrics})
                 log.info("step %d: validation %s %.4f", result.steps, self.task.main_metric, value)
                 if value > result.best_score:
                     result.best_score, result.best_step, stale = value, result.steps, 0
