@@ -128,7 +128,7 @@ def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny
     assert not any(s.reused for s in stages.values())
 
     calls = []
-    monkeypatch.setattr(candidates_mod, "distill_candidate", lambda job: calls.append(job) or {"score": 0.5})
+    monkeypatch.setattr(candidates_mod, "distill_candidate", lambda job: calls.append(job) or {"valid": {"roc_auc": 0.5}})
     assert all(s.reused for s in compress(config, run).values()) and not calls
 
     # more distillation epochs: only the student and what reads it are redone
@@ -170,3 +170,21 @@ def test_compress_killed_mid_run_resumes_without_redoing_finished_work(tmp_path,
         assert f"{name}: up to date" in done.stderr
     assert (run / "report.md").is_file() and json.loads((run / "metrics.json").read_text())["results"]
     assert not list(run.rglob(".*.tmp"))  # a killed run's temporary files are cleared on resume
+
+
+def test_a_teacher_fine_tuned_before_is_taken_as_it_is(tmp_path, tiny_encoder, defect_data, defect_classifier):
+    from avatar.errors import AvatarError
+
+    task = get_task("defect")
+    data = task.load(defect_data)
+    run = Run(tmp_path / "run")
+    config = FinetuneConfig(model="unused")
+    given = teacher_stage(run, task, data, config, finetuned=str(defect_classifier))
+    assert not given.result["fine_tuned_here"] and not (tmp_path / "run" / "teacher").exists()
+    assert labels_stage(run, task, data, given).result["examples"] == 60
+    assert teacher_stage(run, task, data, config, finetuned=str(defect_classifier)).reused
+    weights = defect_classifier / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")  # another teacher: the stage and its labels are redone
+    assert not teacher_stage(run, task, data, config, finetuned=str(defect_classifier)).reused
+    with pytest.raises(AvatarError, match="must be a local folder"):
+        teacher_stage(run, task, data, config, finetuned="minilm")

@@ -64,6 +64,11 @@ def test_metrics():
     m = get_task("defect").metrics([1, 1, 0, 0], [1, 0, 0, 1])
     assert m == {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5}
     assert get_task("defect").metrics([0, 0], [0, 0])["f1"] == 0.0  # no positives: defined, not an exception
+    # ROC AUC from scores: every positive above every negative is 1, even when no prediction crosses the threshold
+    ranked = get_task("defect").metrics([0, 1, 0, 1], [0, 0, 0, 0], [0.1, 0.4, 0.2, 0.3])
+    assert ranked["accuracy"] == 0.5 and ranked["roc_auc"] == 1.0
+    assert get_task("defect").metrics([1, 0, 1, 0], [0] * 4, [0.1, 0.4, 0.2, 0.3])["roc_auc"] == 0.0
+    assert get_task("defect").metrics([0, 0], [0, 0], [0.1, 0.2])["roc_auc"] is None
 
 
 def test_fingerprint_sees_code_and_labels(defect_data):

@@ -16,8 +16,11 @@ from avatar.distill import DistillConfig
 from avatar.executor import Executor, run_jobs
 
 
+RESULT_FORMAT = 2  # 2: validation ROC AUC included; results of another format are redone, not misread
+
+
 def candidate_key(config: dict, data: dict, soft_labels_key: str, budget: DistillConfig) -> str:
-    return sha256_json({"config": config, "data": data, "teacher": soft_labels_key, "budget": asdict(budget)})[:24]
+    return sha256_json({"format": RESULT_FORMAT, "config": config, "data": data, "teacher": soft_labels_key, "budget": asdict(budget)})[:24]
 
 
 def distill_candidate(job: dict) -> dict:
@@ -43,7 +46,6 @@ def distill_candidate(job: dict) -> dict:
     finally:
         torch.set_num_threads(threads)
     return {
-        "score": metrics["valid"][task.main_metric],
         "valid": metrics["valid"],
         "parameters": metrics["parameters"],
         "seconds": round(time.perf_counter() - start, 2),
@@ -54,7 +56,8 @@ def score_candidates(
     configs: list[dict], task_name: str, data_dir: str | None, seed: int, soft_labels: Path, soft_labels_key: str,
     data_fingerprint: dict, budget: DistillConfig, results_dir: Path, executor: Executor, threads: int = 1,
 ) -> list[dict]:
-    """Validation results of every configuration, in order; finished candidates are read back, not redone."""
+    """Validation results of every configuration, in order (``valid``: every metric, so the indicator can choose
+    which one to learn); finished candidates are read back, not redone."""
     jobs = [
         {
             "key": candidate_key(c, data_fingerprint, soft_labels_key, budget),

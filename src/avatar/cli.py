@@ -337,6 +337,7 @@ def search(
     samples: Annotated[int, typer.Option(help="configurations distilled briefly to train the indicator")] = 20,
     sample_epochs: Annotated[int, typer.Option(help="epochs of each sample's short distillation")] = 1,
     sample_limit: Annotated[int, typer.Option(help="unlabelled examples of each sample's short distillation")] = 2000,
+    sample_metric: Annotated[str, typer.Option(help="validation metric the indicator learns: roc_auc, accuracy or f1")] = "roc_auc",
     objective: Annotated[str, typer.Option(help="latency (measured on this CPU) or flops (the paper's proxy)")] = "latency",
     algorithm: Annotated[str, typer.Option(help="nsga2 or paper-ga (the paper's GA, for comparison)")] = "nsga2",
     generations: Annotated[int, typer.Option(help="generations (NSGA-II, or the paper GA's 50)")] = 50,
@@ -363,6 +364,7 @@ def search(
     t = get_task(task)
     settings = SearchSettings(
         budget_mb=budget_mb, max_gflops=max_gflops, min_head_dim=min_head_dim, samples=samples, population=population,
+        sample_metric=sample_metric,
         short_budget=DistillConfig(epochs=sample_epochs, limit=sample_limit, eval_limit=500, patience=None, seed=seed),
         objective=objective, algorithm=algorithm, generations=generations, prefer=prefer, executor=executor,
         workers=workers, ray_address=ray_address, seed=seed,
@@ -373,7 +375,7 @@ def search(
         run = Run(out, on_start=lambda name: status.update(f"search: {name}"), on_end=_stage_line)
         stages = search_stages(run, t, sp, settings, data, seed, soft_labels)
     ind, pareto = stages["indicator"].result, stages["pareto"].result
-    console.print(f"indicator: {ind['choice']}, LOOCV MAE {ind['loocv_mae']:.4f}, Kendall tau {ind['kendall_tau']}")
+    console.print(f"indicator of validation {ind['metric']}: {ind['choice']}, LOOCV MAE {ind['loocv_mae']:.4f}, Kendall tau {ind['kendall_tau']}")
     console.print(f"Pareto set: {pareto['pareto_size']} configurations ({pareto['evaluations']} evaluated); choice ({prefer}):")
     console.print_json(data=stages["choose"].result["row"])
     console.print(f"chosen configuration: {out / 'chosen_student.json'} (distil it with avatar distill --config)")

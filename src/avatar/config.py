@@ -32,6 +32,7 @@ class SearchSection:
     sample_epochs: int = 1  # epochs of each sample's short distillation
     sample_limit: int | None = None  # unlabelled examples of each sample's short distillation
     sample_eval_limit: int | None = None  # validation examples scoring each sample
+    sample_metric: str = "roc_auc"  # validation metric the indicator learns: roc_auc, accuracy or f1
     objective: str = "latency"  # "latency" (measured on this CPU) or "flops" (the paper's proxy)
     latency_architectures: int = 16  # random-weight architectures timed to fit the latency model
     algorithm: str = "nsga2"  # "nsga2" or "paper-ga"
@@ -111,6 +112,7 @@ class CompressConfig:
         s = self.search
         return SearchSettings(
             budget_mb=self.budget_mb, max_gflops=s.max_gflops, min_head_dim=s.min_head_dim, samples=s.samples,
+            sample_metric=s.sample_metric,
             short_budget=DistillConfig(epochs=s.sample_epochs, limit=s.sample_limit, eval_limit=s.sample_eval_limit,
                                        patience=None, seed=self.seed),
             objective=s.objective, latency_architectures=s.latency_architectures, algorithm=s.algorithm,

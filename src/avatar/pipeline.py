@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -56,8 +57,6 @@ class Run:
 
     def clear_leftovers(self) -> None:
         """Remove the temporary files and folders of atomic writes that a killed run left behind."""
-        import shutil
-
         if self.root.is_dir():
             for stale in sorted(self.root.rglob(".*.tmp"), key=lambda p: len(p.parts), reverse=True):
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
@@ -110,18 +109,23 @@ def teacher_stage(run: Run, task: Task, data: TaskData, config: FinetuneConfig, 
 
     def fn() -> dict:
         m = finetune(task, data, run.root / "teacher", config, progress)
-        return {"dir": str((run.root / "teacher").resolve()), "fine_tuned_here": True, "valid": m["valid"], "test": m["test"],
+        return {"dir": "teacher", "fine_tuned_here": True, "valid": m["valid"], "test": m["test"],
                 "train_seconds": m["train_seconds"], "examples": m["examples"]}
 
     inputs = {"task": task.name, "data": data_fingerprints(data), "settings": asdict(config)}
     return run.stage("teacher", inputs, ["teacher/model.safetensors"], fn)
 
 
+def teacher_dir(run: Run, teacher: Stage) -> Path:
+    """The teacher's folder: the run's own (wherever the run directory now is), or the given fine-tuned one."""
+    return run.root / "teacher" if teacher.result["fine_tuned_here"] else Path(teacher.result["dir"])
+
+
 def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, batch_size: int = 32, progress: Progress | None = None) -> Stage:
     """The teacher's logits on the unlabelled half: ``RUN/soft_labels.json``."""
     from avatar.labels import label
 
-    fn = lambda: label(Path(teacher.result["dir"]), task, data.unlabelled, run.root / "soft_labels.json", batch_size, progress)  # noqa: E731
+    fn = lambda: label(teacher_dir(run, teacher), task, data.unlabelled, run.root / "soft_labels.json", batch_size, progress)  # noqa: E731
     return run.stage("soft_labels", {"teacher": teacher.key, "data": fingerprint(data.unlabelled)}, ["soft_labels.json"], fn)
 
 
@@ -133,6 +137,7 @@ class SearchSettings:
     max_gflops: float | None = None  # optional cap on inference GFLOPs per example
     min_head_dim: int = 4  # smallest hidden_size / heads allowed
     samples: int = 20  # configurations distilled briefly to train the indicator
+    sample_metric: str = "roc_auc"  # validation metric the indicator learns (see SAMPLE_METRICS)
     short_budget: DistillConfig = field(default_factory=lambda: DistillConfig(epochs=1, limit=2000, eval_limit=500, patience=None))
     objective: str = "latency"  # "latency" (measured on this CPU) or "flops" (the paper's proxy)
     latency_architectures: int = 24  # random-weight architectures timed to fit the latency model
@@ -152,11 +157,17 @@ class SearchSettings:
         return Constraints(int(self.budget_mb * MB), task.num_inputs, self.max_gflops, self.min_head_dim)
 
 
+# ROC AUC by default: after a short distillation most students on a hard task (Devign) still predict the
+# majority class, so their accuracies tie while the ranking their logits make already differs
+SAMPLE_METRICS = ("roc_auc", "accuracy", "f1")
+
+
 def check_search_settings(s: SearchSettings) -> None:
     """Every setting checked before any work starts (the stage distils candidates for a long time)."""
     from avatar.search import PREFERENCES
 
-    choices = {"objective": ("latency", "flops"), "algorithm": ("nsga2", "paper-ga"), "prefer": PREFERENCES, "executor": ("local", "ray")}
+    choices = {"objective": ("latency", "flops"), "algorithm": ("nsga2", "paper-ga"), "prefer": PREFERENCES, "executor": ("local", "ray"),
+               "sample_metric": SAMPLE_METRICS}
     for name, allowed in choices.items():
         if getattr(s, name) not in allowed:
             raise AvatarError(f"{name} must be one of {', '.join(allowed)}, got {getattr(s, name)!r}")
@@ -207,11 +218,14 @@ def indicator_stage(
             soft.key, data_fingerprints(data), settings.short_budget, run.root / "indicator" / "candidates", executor,
             threads=max(1, (os.cpu_count() or 1) // workers),
         )
-        indicator = Indicator.fit(space, configs, [r["score"] for r in results], settings.seed)
+        scores = [r["valid"][settings.sample_metric] for r in results]
+        if None in scores:
+            raise AvatarError(f"the validation split has one class only: {settings.sample_metric} is undefined; use accuracy")
+        indicator = Indicator.fit(space, configs, scores, settings.seed)
         indicator.save(run.root / "indicator" / "indicator.json")
-        return {"choice": indicator.choice, **indicator.report[indicator.choice], "scores": [r["score"] for r in results]}
+        return {"choice": indicator.choice, "metric": settings.sample_metric, **indicator.report[indicator.choice], "scores": scores}
 
-    inputs = {"space": space_key, "soft_labels": soft.key, "samples": settings.samples, "seed": settings.seed,
+    inputs = {"space": space_key, "soft_labels": soft.key, "samples": settings.samples, "metric": settings.sample_metric, "seed": settings.seed,
               "short_budget": asdict(settings.short_budget), "data_seed": data_seed}
     return run.stage("indicator", inputs, ["indicator/indicator.json"], fn)
 
@@ -335,7 +349,7 @@ def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student:
     from avatar.tasks import limit_examples
 
     def fn() -> dict:
-        specs = [teacher.result["dir"], str((run.root / "student").resolve()), *(ARCH_PREFIX + a for a in architectures)]
+        specs = [str(teacher_dir(run, teacher)), str((run.root / "student").resolve()), *(ARCH_PREFIX + a for a in architectures)]
         test = limit_examples(data.test, eval_limit, seed)
         latency_examples = data.test[: max(config.runs, config.energy_examples)]
         subjects = [load_subject(s, task, test, latency_examples) for s in specs]
@@ -373,8 +387,6 @@ def compress(config, out: Path, progress: Progress | None = None, on_start=None,
         return _compress(run, config, progress)
     except AvatarError:
         if fresh and not (run.root / STAGES).is_dir():  # failed before finishing anything: leave nothing behind
-            import shutil
-
             shutil.rmtree(run.root, ignore_errors=True)
         raise
 
@@ -385,10 +397,16 @@ def _compress(run: Run, config, progress: Progress | None) -> dict[str, Stage]:
     from avatar.tasks import get_task
     from avatar.trainer import TrainConfig
 
+    from avatar.modeling import check_model_folder, resolve_source
+
     run.clear_leftovers()
     task = get_task(config.task)
     data_dir = None if config.data is None else Path(config.data)
     data = task.load(data_dir, seed=config.seed)
+    if config.teacher_finetuned:  # a teacher that cannot be found stops the run before any stage starts
+        check_model_folder(Path(config.teacher))
+    else:
+        resolve_source(config.teacher)
     write_text_atomic(run.root / "config.toml", to_toml(config))
 
     f = config.finetune

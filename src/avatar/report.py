@@ -88,7 +88,7 @@ def _plot_pareto(plt, pareto: dict, choice: dict | None, path: Path) -> None:
                    edgecolors="k", label=f"chosen ({choice['prefer']})", zorder=3)
         ax.legend(loc="lower right")
     ax.set_xlabel("predicted latency (ms, batch 1, this CPU)" if speed == "latency_ms" else "GFLOPs per example")
-    ax.set_ylabel("predicted effectiveness (validation)")
+    ax.set_ylabel("predicted effectiveness (short-budget validation score)")
     ax.set_title(f"Pareto set: {len(rows)} configurations ({pareto.get('algorithm', 'nsga2')})")
     _save(fig, path)
     plt.close(fig)
@@ -139,7 +139,7 @@ def _plot_space(plt, space: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_indicator(plt, indicator: dict, path: Path) -> None:
+def _plot_indicator(plt, indicator: dict, metric: str, path: Path) -> None:
     choice = indicator["choice"]
     rep = indicator["report"][choice]
     y, pred = indicator["scores"], rep["loocv_predictions"]
@@ -147,7 +147,7 @@ def _plot_indicator(plt, indicator: dict, path: Path) -> None:
     ax.scatter(y, pred, s=30)
     lo, hi = min(min(y), min(pred)), max(max(y), max(pred))
     ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8)
-    ax.set_xlabel("validation score after short distillation")
+    ax.set_xlabel(f"validation {metric} after short distillation")
     ax.set_ylabel("leave-one-out prediction")
     tau = "n/a" if rep["kendall_tau"] is None else f"{rep['kendall_tau']:.2f}"
     ax.set_title(f"indicator ({choice}): MAE {rep['loocv_mae']:.4f}, Kendall tau {tau}", fontsize=9)
@@ -165,6 +165,7 @@ def write_report(run: Path) -> dict:
     metrics, pareto, choice = _read(run, "metrics.json"), _read(run, "pareto.json"), (stages.get("choose") or {}).get("result")
     space, indicator, latency = _read(run, "space.json"), _read(run, "indicator/indicator.json"), _read(run, "latency.json")
     student = (stages.get("student") or {}).get("result")
+    metric = (stages.get("indicator") or {}).get("result", {}).get("metric", "score")  # what the indicator predicts
     task = (metrics or {}).get("task") or (stages.get("teacher") or {}).get("inputs", {}).get("task", "")
     lines = [f"# Avatar report{': ' + task if task else ''}", "", f"Run directory: `{run.resolve()}`; settings in `config.toml`.", ""]
     plots = []
@@ -189,7 +190,7 @@ def write_report(run: Path) -> dict:
         config = {k: v for k, v in row.items() if k not in ("predicted_effectiveness", "predicted_std", "size_mb", speed)}
         lines += _md_table(["hyperparameter", "value"], [[k, str(v)] for k, v in config.items()]) + [""]
         std = "" if row.get("predicted_std") is None else f" ± {row['predicted_std']:.4f}"
-        lines.append(f"Predicted (short-budget) validation score {row['predicted_effectiveness']:.4f}{std}; size {row['size_mb']:.2f} MB; "
+        lines.append(f"Predicted (short-budget) validation {metric} {row['predicted_effectiveness']:.4f}{std}; size {row['size_mb']:.2f} MB; "
                      f"predicted {'latency' if speed == 'latency_ms' else 'cost'} {row[speed]:.3g} {'ms' if speed == 'latency_ms' else 'GFLOPs'}.")
         if student:
             main = metrics["main_metric"] if metrics else "accuracy"
@@ -221,7 +222,8 @@ def write_report(run: Path) -> dict:
         plots.append(PLOTS["space"])
 
     if indicator:
-        lines += ["## Effectiveness indicator (leave-one-out over the distilled samples)", ""]
+        lines += ["## Effectiveness indicator (leave-one-out over the distilled samples)", "",
+                  f"Learns the validation {metric} of each sample after its short distillation.", ""]
         rows = [[f"{n}{' (chosen)' if n == indicator['choice'] else ''}", f"{v['loocv_mae']:.4f}",
                  "-" if v["kendall_tau"] is None else f"{v['kendall_tau']:.3f}"] for n, v in indicator["report"].items()]
         lines += _md_table(["surrogate", "LOOCV MAE", "Kendall τ"], rows)
@@ -231,7 +233,7 @@ def write_report(run: Path) -> dict:
             lines += [f"Latency model: {lr['measurements']} architectures timed, leave-one-out error {100 * lr['loocv_mape']:.1f} % "
                       f"({lr['loocv_mae_ms']:.2f} ms).", ""]
         lines += [f"![indicator]({PLOTS['indicator']})", ""]
-        _plot_indicator(plt, indicator, run / PLOTS["indicator"])
+        _plot_indicator(plt, indicator, metric, run / PLOTS["indicator"])
         plots.append(PLOTS["indicator"])
 
     lines += ["## Stages", ""]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 
 from avatar.errors import AvatarError
 
@@ -160,14 +160,19 @@ class Task(ABC):
         """The small real sample shipped with Avatar (see samples/ATTRIBUTION.md)."""
         return SAMPLES_DIR / self.name
 
-    def metrics(self, labels: Sequence[int], preds: Sequence[int]) -> dict[str, float]:
+    def metrics(self, labels: Sequence[int], preds: Sequence[int], positive_scores: Sequence[float] | None = None) -> dict:
+        """CodeXGLUE's accuracy, precision, recall and F1; with ``positive_scores`` (e.g. the probability of class
+        1) also ROC AUC, which ranks examples without a threshold (None when only one class is present)."""
         p, r, f1, _ = precision_recall_fscore_support(labels, preds, average="binary", zero_division=0)
-        return {
+        out = {
             "accuracy": float(accuracy_score(labels, preds)),
             "precision": float(p),
             "recall": float(r),
             "f1": float(f1),
         }
+        if positive_scores is not None:
+            out["roc_auc"] = float(roc_auc_score(labels, positive_scores)) if len(set(labels)) == 2 else None
+        return out
 
     def _read_split(self, path: Path) -> list[Example]:
         examples = []

@@ -82,8 +82,9 @@ def predict_logits(model: Classifier, data: Encoded, batch_size: int = 32, on_ba
 
 
 def score(task: Task, model: Classifier, data: Encoded, batch_size: int = 32) -> dict[str, float]:
-    preds = predict_logits(model, data, batch_size).argmax(axis=1)
-    return task.metrics(data.labels.tolist(), preds.tolist())
+    logits = predict_logits(model, data, batch_size)
+    margin = logits[:, 1] - logits[:, 0]  # ranks examples as the probability of class 1 does
+    return task.metrics(data.labels.tolist(), logits.argmax(axis=1).tolist(), margin.tolist())
 
 
 @dataclass
