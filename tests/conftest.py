@@ -138,3 +138,19 @@ def _session_cache(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AVATAR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def ray_executor():
+    """One local Ray instance for the whole suite; its workers can import the test job functions in tests/."""
+    ray = pytest.importorskip("ray")
+    from avatar.executor import make_executor
+
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parent), previous) if p)  # before Ray starts
+    yield make_executor("ray")
+    ray.shutdown()
+    if previous is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = previous

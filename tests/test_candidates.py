@@ -5,7 +5,7 @@ import pytest
 from avatar.candidates import score_candidates
 from avatar.cost import parameter_count
 from avatar.distill import DistillConfig
-from avatar.executor import LocalExecutor, make_executor
+from avatar.executor import LocalExecutor
 from avatar.labels import label, load_soft_labels
 from avatar.student import StudentConfig
 from avatar.tasks import get_task
@@ -21,19 +21,14 @@ CONFIGS = [
 ]
 
 
-def _ray():
-    pytest.importorskip("ray")
-    return make_executor("ray")
-
-
 @pytest.mark.parametrize("backend", ["local", "ray"])
-def test_two_real_candidates_are_distilled_scored_and_resumed(tmp_path, defect_classifier, defect_data, backend, monkeypatch):
+def test_two_real_candidates_are_distilled_scored_and_resumed(tmp_path, defect_classifier, defect_data, backend, request):
     task = get_task("defect")
     data = task.load(defect_data)
     label(defect_classifier, task, data.unlabelled, tmp_path / "soft.json")
     soft = load_soft_labels(tmp_path / "soft.json")
     budget = DistillConfig(epochs=1, limit=30, eval_limit=20, patience=None)
-    executor = _ray() if backend == "ray" else LocalExecutor(2)
+    executor = request.getfixturevalue("ray_executor") if backend == "ray" else LocalExecutor(2)
     args = (task.name, str(defect_data), 42, tmp_path / "soft.json", soft.key, data_fingerprints(data), budget, tmp_path / "candidates")
     results = score_candidates(CONFIGS, *args, executor)
     assert [r["parameters"] for r in results] == [parameter_count(StudentConfig(**c), task.num_inputs) for c in CONFIGS]  # in order

@@ -10,17 +10,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _jobs import fail_on_two, square  # noqa: E402
 
 
-def _ray_executor():
-    pytest.importorskip("ray")
-    return make_executor("ray")
+BACKENDS = {"local-1": lambda: LocalExecutor(1), "local-2": lambda: LocalExecutor(2)}
 
 
-BACKENDS = {"local-1": lambda: LocalExecutor(1), "local-2": lambda: LocalExecutor(2), "ray": _ray_executor}
-
-
-@pytest.fixture(params=list(BACKENDS))
+@pytest.fixture(params=[*BACKENDS, "ray"])
 def executor(request, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # workers (spawned, Ray) import the job function
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # spawned workers import the job function
+    if request.param == "ray":
+        return request.getfixturevalue("ray_executor")
     return BACKENDS[request.param]()
 
 

@@ -36,7 +36,7 @@ def test_measure_reports_every_field(model_dir, defect_data):
     data = task.load(defect_data)
     subject = load_subject(str(model_dir), task, data.test, data.test[:4])
     (result,) = measure([subject], task, FAST, meter=CountingMeter())
-    assert set(result["test"]) == {"accuracy", "precision", "recall", "f1", "examples"}
+    assert set(result["test"]) == {"accuracy", "precision", "recall", "f1", "roc_auc", "examples"}
     assert result["test"]["examples"] == len(data.test)
     assert result["parameters"] == sum(p.numel() for p in subject.model.parameters())
     assert result["size_bytes"] == 4 * result["parameters"]  # fp32 weights, comparable with architectures
