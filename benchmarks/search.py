@@ -33,13 +33,12 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from avatar.candidates import distill_candidate
-from avatar.cost import MB
 from avatar.distill import DistillConfig
 from avatar.indicator import Indicator
 from avatar.labels import load_soft_labels
 from avatar.pipeline import Run, SearchSettings, objectives_of, search_stages
 from avatar.search import hypervolume, nsga2, paper_ga
-from avatar.smt import Constraints, Feasibility
+from avatar.smt import Feasibility
 from avatar.space import Space
 from avatar.tasks import get_task
 
@@ -65,10 +64,12 @@ def main() -> None:
     space = Space.paper().override(SPACE)
     stages = search_stages(Run(args.out), task, space, SETTINGS, data_dir, 42, args.soft_labels)
     stage_seconds = {name: s.seconds for name, s in stages.items()}
-    candidates = [json.loads(p.read_text()) for p in sorted((args.out / "indicator" / "candidates").glob("*.json"))]
+    samples = json.loads((args.out / "indicator" / "samples.json").read_text())
+    found = [json.loads(p.read_text()) for p in (args.out / "indicator" / "candidates").glob("*.json")]
+    candidates = [next(c for c in found if c["job"]["config"] == s) for s in samples]  # this run's, in sample order
 
     # the same fitted objectives for both algorithms
-    feas = Feasibility(space, Constraints(int(SETTINGS.budget_mb * MB), task.num_inputs))
+    feas = Feasibility(space, SETTINGS.constraints(task))
     indicator = Indicator.load(args.out / "indicator" / "indicator.json", space)
     timed = json.loads((args.out / "latency.json").read_text())
     objectives = objectives_of(args.out, task, space, "latency_ms")

@@ -39,6 +39,7 @@ def _run(args, monkeypatch):
         (["compress", "--data", "DATA/none", "--out", "OUT"], "data folder not found"),
         (["compress", "--data", "DATA", "--teacher", "./nowhere", "--out", "OUT"], "model folder not found"),
         (["report", "OUT"], "not an Avatar run directory"),
+        (["compress", "--budget-mb", "0.001", "--out", "OUT"], "cannot be met"),
     ],
 )
 def test_user_errors_are_one_line_exit_2_nothing_written(tmp_path, defect_data, capsys, monkeypatch, args, message):

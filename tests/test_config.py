@@ -48,6 +48,8 @@ def test_bad_options_name_file_and_line(tmp_path, text, message, line):
         ("[distill]\nepochs = 0\n", "distill.epochs must be positive"),
         ('[measure]\narchitectures = ["gpt"]\n', "unknown 'gpt'"),
         ("[space]\nwidth = 3\n", "unknown dimension 'width'"),
+        ("[search]\nlatency_architectures = 2\n", "at least 3 timed architectures"),
+        ('[measure]\ncountry = "XXX"\n', "XXX"),
     ],
 )
 def test_invalid_values_are_refused_with_the_file(tmp_path, text, message):
@@ -61,3 +63,9 @@ def test_relative_data_path_is_the_files(tmp_path):
     config = load_config_text(tmp_path / "sub", 'data = "../devign"\n')
     assert config.data == str((tmp_path / "devign").resolve())
     assert load_config_text(tmp_path, 'teacher = "minilm"\n').teacher == "minilm"  # a name, not a path
+
+
+def test_whole_numbers_for_float_options_are_floats(tmp_path):
+    config = load_config_text(tmp_path, "budget_mb = 3\n[distill]\ntemperature = 2\nalpha = 0\n")
+    assert config == replace(CompressConfig(), budget_mb=3.0, distill=replace(CompressConfig().distill, temperature=2.0, alpha=0.0))
+    assert isinstance(config.distill.temperature, float) and isinstance(config.budget_mb, float)

@@ -39,7 +39,7 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log pr
 
 
 @contextmanager
-def _progress():
+def _progress(transient: bool = False):
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -47,6 +47,7 @@ def _progress():
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
+        transient=transient,
     ) as progress:
         yield progress
 
@@ -441,9 +442,18 @@ def compress(
                  workers=workers, ray_address=ray_address)
     _at_least(1, samples=samples, epochs=epochs, workers=workers)
     config = _compress_config(config_file, flags)
-    with _progress() as progress:
-        stages = run_compress(config, out, progress, on_start=lambda name: err_console.print(f"[dim]▸ {name}[/dim]"),
-                              on_end=_stage_line)
+    with _progress(transient=True) as progress:  # bars go when done: the stage lines stay
+        running: dict[str, int] = {}
+
+        def start(name: str) -> None:
+            running[name] = progress.add_task(f"stage {name}", total=None)
+
+        def end(stage) -> None:
+            if stage.name in running:
+                progress.remove_task(running.pop(stage.name))
+            _stage_line(stage)
+
+        stages = run_compress(config, out, progress, on_start=start, on_end=end)
     metrics = json.loads((out / "metrics.json").read_text())
     columns, rows = headline(metrics)
     table = Table(title=f"avatar compress: {config.task}, budget {config.budget_mb:g} MB")

@@ -104,6 +104,9 @@ class CompressConfig:
         unknown = [a for a in self.measure.architectures if a not in ARCHITECTURES]
         if unknown:
             raise AvatarError(f"measure.architectures: unknown {unknown[0]!r}; choose from {', '.join(ARCHITECTURES)}")
+        from avatar.energy import carbon_intensity
+
+        carbon_intensity(self.measure.country)  # an unknown country fails now, not after hours of work
 
     def search_settings(self):
         from avatar.distill import DistillConfig
@@ -176,12 +179,14 @@ def _apply(obj, values: dict, text: str, path: Path, table: str | None):
             _check_value(hints[key], value, where)
         except AvatarError as e:
             raise AvatarError(e.message, path, line) from None
-        changes[key] = value
+        # 2 and 2.0 are the same temperature: one type, so that stage keys do not tell them apart
+        floats = float in (hints[key], *typing.get_args(hints[key]))
+        changes[key] = float(value) if floats and isinstance(value, int) else value
     return replace(obj, **changes)
 
 
-def load_config(path: Path, base: CompressConfig | None = None) -> CompressConfig:
-    """``base`` (default: the built-in defaults) with a TOML file's options; relative paths are the file's."""
+def load_config(path: Path) -> CompressConfig:
+    """The built-in defaults with a TOML file's options; relative paths are the file's."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -193,7 +198,7 @@ def load_config(path: Path, base: CompressConfig | None = None) -> CompressConfi
     except tomllib.TOMLDecodeError as e:
         line = re.search(r"line (\d+)", str(e))
         raise AvatarError(f"malformed TOML ({str(e).split(' (at')[0]})", path, int(line.group(1)) if line else None) from None
-    config = _apply(base or CompressConfig(), raw, text, path, None)
+    config = _apply(CompressConfig(), raw, text, path, None)
     for key in ("data", "teacher"):
         value = getattr(config, key)
         if key in raw and value is not None and not Path(value).is_absolute() and (key == "data" or (path.parent / value).exists()):

@@ -102,8 +102,10 @@ def teacher_stage(run: Run, task: Task, data: TaskData, config: FinetuneConfig, 
         if not folder.is_dir():
             raise AvatarError("a fine-tuned teacher must be a local folder written by avatar finetune", finetuned)
         check_model_folder(folder)
-        metrics_file = folder / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        try:  # scores recorded when it was fine-tuned, if any: shown, never needed
+            metrics = json.loads((folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            metrics = {}
         result = {"dir": str(folder), "fine_tuned_here": False, "valid": metrics.get("valid"), "test": metrics.get("test")}
         return run.stage("teacher", {"finetuned": teacher_hash(folder), "task": task.name}, [], lambda: result)
 
@@ -121,12 +123,14 @@ def teacher_dir(run: Run, teacher: Stage) -> Path:
     return run.root / "teacher" if teacher.result["fine_tuned_here"] else Path(teacher.result["dir"])
 
 
-def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, batch_size: int = 32, progress: Progress | None = None) -> Stage:
+def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, progress: Progress | None = None) -> Stage:
     """The teacher's logits on the unlabelled half: ``RUN/soft_labels.json``."""
-    from avatar.labels import label
+    from avatar.labels import label, teacher_hash
 
-    fn = lambda: label(teacher_dir(run, teacher), task, data.unlabelled, run.root / "soft_labels.json", batch_size, progress)  # noqa: E731
-    return run.stage("soft_labels", {"teacher": teacher.key, "data": fingerprint(data.unlabelled)}, ["soft_labels.json"], fn)
+    folder = teacher_dir(run, teacher)
+    fn = lambda: label(folder, task, data.unlabelled, run.root / "soft_labels.json", progress=progress)  # noqa: E731
+    # keyed by the teacher's files, not its stage: a teacher trained again with the same settings is another teacher
+    return run.stage("soft_labels", {"teacher": teacher_hash(folder), "data": fingerprint(data.unlabelled)}, ["soft_labels.json"], fn)
 
 
 # --- search ----------------------------------------------------------------------------------------------
@@ -173,6 +177,8 @@ def check_search_settings(s: SearchSettings) -> None:
             raise AvatarError(f"{name} must be one of {', '.join(allowed)}, got {getattr(s, name)!r}")
     if s.samples < 3:
         raise AvatarError(f"the indicator needs at least 3 samples, got {s.samples}")
+    if s.objective == "latency" and s.latency_architectures < 3:
+        raise AvatarError(f"the latency model needs at least 3 timed architectures, got {s.latency_architectures}")
     if not (0 < s.budget_mb <= 1e6) or (s.max_gflops is not None and not 0 < s.max_gflops < 1e9):
         raise AvatarError(f"budget must be a positive number of MB up to 1e6 (got {s.budget_mb}) and a GFLOPs cap positive")
 
@@ -383,6 +389,8 @@ def compress(config, out: Path, progress: Progress | None = None, on_start=None,
     """Every stage of ``avatar compress`` in ``out``; ``config`` is a checked :class:`avatar.config.CompressConfig`."""
     run = Run(out, on_start, on_end)
     fresh = not run.root.exists()
+    if not fresh and any(run.root.iterdir()) and not ((run.root / "config.toml").is_file() or (run.root / STAGES).is_dir()):
+        raise AvatarError("output folder is not empty and is not an Avatar run directory; choose another --out", run.root)
     try:
         return _compress(run, config, progress)
     except AvatarError:
@@ -414,10 +422,12 @@ def _compress(run: Run, config, progress: Progress | None) -> dict[str, Stage]:
         model=config.teacher, max_length=f.max_length, limit=f.limit, eval_limit=f.eval_limit,
         train=TrainConfig(epochs=f.epochs, learning_rate=f.learning_rate, batch_size=f.batch_size, seed=config.seed),
     )
-    stages = {"teacher": teacher_stage(run, task, data, finetune, config.teacher if config.teacher_finetuned else None, progress)}
-    stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress=progress)
     space = Space.paper().override(config.space)
-    stages |= search_stages(run, task, space, config.search_settings(), data_dir, config.seed, run.root / "soft_labels.json")
+    stages = {"space": space_stage(run, task, space, config.search_settings())}  # an impossible budget stops the run first
+    stages["teacher"] = teacher_stage(run, task, data, finetune, config.teacher if config.teacher_finetuned else None, progress)
+    stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress=progress)
+    search = search_stages(run, task, space, config.search_settings(), data_dir, config.seed, run.root / "soft_labels.json")
+    stages |= {name: stage for name, stage in search.items() if name != "space"}  # its space stage: the one above, reused
     d = config.distill
     distill = DistillConfig(epochs=d.epochs, temperature=d.temperature, alpha=d.alpha, limit=d.limit, eval_limit=d.eval_limit,
                             patience=d.patience, seed=config.seed)

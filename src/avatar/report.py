@@ -13,7 +13,7 @@ from pathlib import Path
 from avatar._io import write_text_atomic
 from avatar.errors import AvatarError
 
-ORDER = ("teacher", "soft_labels", "space", "indicator", "latency", "pareto", "choose", "student", "measure")
+ORDER = ("space", "teacher", "soft_labels", "indicator", "latency", "pareto", "choose", "student", "measure")
 PLOTS = {"pareto": "pareto.png", "comparison": "comparison.png", "space": "space.png", "indicator": "indicator.png"}
 
 
@@ -164,10 +164,14 @@ def write_report(run: Path) -> dict:
     plt = _pyplot()
     metrics, pareto, choice = _read(run, "metrics.json"), _read(run, "pareto.json"), (stages.get("choose") or {}).get("result")
     space, indicator, latency = _read(run, "space.json"), _read(run, "indicator/indicator.json"), _read(run, "latency.json")
+    if pareto and pareto["objectives"][1] != "latency_ms":  # left from an earlier run with the latency objective
+        latency = None
+        stages.pop("latency", None)
     student = (stages.get("student") or {}).get("result")
     metric = (stages.get("indicator") or {}).get("result", {}).get("metric", "score")  # what the indicator predicts
     task = (metrics or {}).get("task") or (stages.get("teacher") or {}).get("inputs", {}).get("task", "")
-    lines = [f"# Avatar report{': ' + task if task else ''}", "", f"Run directory: `{run.resolve()}`; settings in `config.toml`.", ""]
+    settings = "; settings in `config.toml`" if (run / "config.toml").is_file() else ""
+    lines = [f"# Avatar report{': ' + task if task else ''}", "", f"Run directory: `{run.resolve()}`{settings}.", ""]
     plots = []
 
     if metrics:
