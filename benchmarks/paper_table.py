@@ -164,7 +164,10 @@ def write_markdown(r: dict) -> None:
         "",
         f"Command: `{r['command'].strip()}`  ",
         f"Machine: {r['machine']}. Teacher: the MiniLM-L6 teachers of benchmarks/results/teacher.md (CPU-sized fine-tuning), "
-        "given to `avatar compress` as fine-tuned. Sizing for 2 CPU cores is described in benchmarks/paper_table.py.",
+        "given to `avatar compress` as fine-tuned. Sizing for 2 CPU cores is described in benchmarks/paper_table.py. "
+        "The Devign run reads the soft labels of benchmarks/distill.py and the 20 indicator candidates of "
+        "benchmarks/search.py (same keys), so their times are in those results, not in the stage times below. "
+        "All models of a task are measured in one interleaved run on an otherwise idle machine.",
         "",
         f"Paper ({r['paper']['source']}): {r['paper']['student_size_mb']} MB students, {r['paper']['size_x']}x smaller, up to "
         f"{r['paper']['latency_x_up_to']}x lower latency, up to {r['paper']['energy_x_up_to']}x less energy, "
@@ -198,7 +201,9 @@ def write_markdown(r: dict) -> None:
             lines.append(f"- Student vs the {arch} architecture: {_x(qa['size_x'])} smaller, {_x(qa['latency_x'])} faster, "
                          f"{_x(qa['energy_x'])} less energy ({qa['energy_method']}); its score needs its fine-tuned weights, "
                          "which cannot be downloaded here.")
-        lines += [f"- Chosen configuration: `{json.dumps({k: v for k, v in t['chosen'].items() if k not in ('predicted_std',)})}`",
+        chosen = {k: v for k, v in t["chosen"].items() if k not in ("predicted_effectiveness", "predicted_std", "latency_ms", "gflops", "size_mb")}
+        lines += [f"- Chosen configuration (predicted short-budget validation score {t['chosen']['predicted_effectiveness']:.4f}): "
+                  f"`{json.dumps(chosen)}`",
                   f"- Stage seconds: {', '.join(f'{k} {v:.0f}' for k, v in t['stage_seconds'].items())}.", ""]
     (RESULTS / "paper_table.md").write_text("\n".join(lines))
 

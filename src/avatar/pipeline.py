@@ -317,10 +317,10 @@ def choose_stage(run: Run, pareto: Stage, prefer: str) -> Stage:
 
 
 def search_stages(run: Run, task: Task, space: Space, settings: SearchSettings, data_dir: Path | None, data_seed: int,
-                  soft_labels: Path) -> dict[str, Stage]:
-    """Space -> indicator -> latency model -> search -> choice, each skipped when already done."""
+                  soft_labels: Path, space_done: Stage | None = None) -> dict[str, Stage]:
+    """Space (unless ``space_done``) -> indicator -> latency model -> search -> choice, each skipped when done."""
     check_search_settings(settings)
-    stages = {"space": space_stage(run, task, space, settings)}
+    stages = {"space": space_done or space_stage(run, task, space, settings)}
     stages["indicator"] = indicator_stage(run, task, space, settings, stages["space"].key, data_dir, data_seed, soft_labels)
     speed = latency_stage(run, task, space, settings, stages["space"].key) if settings.objective == "latency" else None
     if speed:
@@ -426,8 +426,8 @@ def _compress(run: Run, config, progress: Progress | None) -> dict[str, Stage]:
     stages = {"space": space_stage(run, task, space, config.search_settings())}  # an impossible budget stops the run first
     stages["teacher"] = teacher_stage(run, task, data, finetune, config.teacher if config.teacher_finetuned else None, progress)
     stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress=progress)
-    search = search_stages(run, task, space, config.search_settings(), data_dir, config.seed, run.root / "soft_labels.json")
-    stages |= {name: stage for name, stage in search.items() if name != "space"}  # its space stage: the one above, reused
+    stages |= search_stages(run, task, space, config.search_settings(), data_dir, config.seed, run.root / "soft_labels.json",
+                            space_done=stages["space"])
     d = config.distill
     distill = DistillConfig(epochs=d.epochs, temperature=d.temperature, alpha=d.alpha, limit=d.limit, eval_limit=d.eval_limit,
                             patience=d.patience, seed=config.seed)
