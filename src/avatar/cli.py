@@ -224,15 +224,14 @@ JsonOut = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 
 
 def _measure(specs: list[str], task: str, data: Path | None, seed: int, runs: int, threads: int | None, country: str | None, eval_limit: int | None):
-    from avatar.measure import MeasureConfig, load_subject, measure
-    from avatar.tasks import get_task, limit_examples
+    from avatar.measure import MeasureConfig, load_subjects, measure
+    from avatar.tasks import get_task
 
     _at_least(1, runs=runs, threads=threads, eval_limit=eval_limit)
     t = get_task(task)
     task_data = t.load(data, seed=seed)
-    test = limit_examples(task_data.test, eval_limit, seed)
     cfg = MeasureConfig(runs=runs, threads=threads, country=country)
-    subjects = [load_subject(spec, t, test, task_data.test[: max(runs, cfg.energy_examples)]) for spec in specs]
+    subjects = load_subjects(specs, t, task_data.test, cfg, eval_limit, seed)
     with err_console.status("measuring"):
         return t, measure(subjects, t, cfg)
 

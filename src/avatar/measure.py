@@ -90,6 +90,16 @@ def load_subject(spec: str, task: Task, test_examples: list[Example], latency_ex
     )
 
 
+def load_subjects(specs: list[str], task: Task, test: list[Example], cfg: MeasureConfig, eval_limit: int | None = None,
+                  seed: int = 42) -> list[Subject]:
+    """Every model to measure, scored on ``test`` (at most ``eval_limit`` of it) and timed on its first examples."""
+    from avatar.tasks import limit_examples
+
+    scored = limit_examples(test, eval_limit, seed)
+    timed = test[: max(cfg.runs, cfg.energy_examples)]
+    return [load_subject(spec, task, scored, timed) for spec in specs]
+
+
 @torch.no_grad()
 def _forward_one(subject: Subject, row: int) -> float:
     ids, mask = collate(subject.inputs, [row])

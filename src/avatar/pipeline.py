@@ -351,14 +351,11 @@ def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: S
 def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student: Stage, config, architectures: list[str],
                   eval_limit: int | None, seed: int) -> Stage:
     """Teacher, student (and reference architectures) measured side by side: ``RUN/metrics.json``."""
-    from avatar.measure import ARCH_PREFIX, load_subject, measure, ratios
-    from avatar.tasks import limit_examples
+    from avatar.measure import ARCH_PREFIX, load_subjects, measure, ratios
 
     def fn() -> dict:
         specs = [str(teacher_dir(run, teacher)), str((run.root / "student").resolve()), *(ARCH_PREFIX + a for a in architectures)]
-        test = limit_examples(data.test, eval_limit, seed)
-        latency_examples = data.test[: max(config.runs, config.energy_examples)]
-        subjects = [load_subject(s, task, test, latency_examples) for s in specs]
+        subjects = load_subjects(specs, task, data.test, config, eval_limit, seed)
         results = measure(subjects, task, config)
         for r, role in zip(results, ["teacher", "student", *architectures]):
             r["role"] = role

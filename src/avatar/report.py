@@ -61,8 +61,7 @@ def headline(metrics: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def ratio_lines(metrics: dict) -> list[str]:
-    def x(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.1f}x"
+    from avatar._render import times as x
 
     lines = []
     for ref, q in [("the teacher", metrics["student_vs_teacher"]), *metrics["student_vs_architectures"].items()]:
