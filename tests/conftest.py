@@ -154,3 +154,32 @@ def ray_executor():
         del os.environ["PYTHONPATH"]
     else:
         os.environ["PYTHONPATH"] = previous
+
+
+def _saved_classifier(folder: Path, task_name: str, encoder: Path) -> Path:
+    from avatar.modeling import load_pretrained, save_classifier
+    from avatar.tasks import get_task
+
+    task = get_task(task_name)
+    model, tokenizer = load_pretrained(task, str(encoder))
+    save_classifier(model, tokenizer, task, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory, tiny_encoder) -> dict[str, Path]:
+    """Export folders (fp32 and int8) of an untrained defect and an untrained clone classifier on the tiny encoder,
+    parity-checked on the synthetic test splits: built once, read by every test of export, runtime and scan."""
+    from avatar.export import ExportConfig, export
+    from avatar.tasks import get_task
+
+    root = tmp_path_factory.mktemp("exports")
+    out = {}
+    for task_name, write in (("defect", write_defect_data), ("clone", write_clone_data)):
+        model = _saved_classifier(root / f"{task_name}-model", task_name, tiny_encoder)
+        data = get_task(task_name).load(write(root / f"{task_name}-data"))
+        export(model, root / f"{task_name}-onnx", data.test, ExportConfig(int8=True))
+        out[task_name] = root / f"{task_name}-onnx"
+        out[f"{task_name}-model"] = model
+        out[f"{task_name}-data"] = root / f"{task_name}-data"
+    return out

@@ -40,6 +40,10 @@ def _run(args, monkeypatch):
         (["compress", "--data", "DATA", "--teacher", "./nowhere", "--out", "OUT"], "model folder not found"),
         (["report", "OUT"], "not an Avatar run directory"),
         (["compress", "--budget-mb", "0.001", "--out", "OUT"], "cannot be met"),
+        (["export", "--model", "DATA", "--out", "OUT"], "not an Avatar model folder"),
+        (["scan", "DATA", "--model", "DATA"], "not an exported model (no avatar.json)"),
+        (["scan", "DATA", "--model", "DATA", "--format", "xml"], "--format must be one of text, json, sarif"),
+        (["clones", "DATA", "DATA", "--model", "DATA", "--max-file-size", "0"], "--max-file-size must be at least 1"),
     ],
 )
 def test_user_errors_are_one_line_exit_2_nothing_written(tmp_path, defect_data, capsys, monkeypatch, args, message):
@@ -48,6 +52,13 @@ def test_user_errors_are_one_line_exit_2_nothing_written(tmp_path, defect_data, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_error_text_is_printed_as_is(tmp_path, capsys, monkeypatch):
+    """Square brackets in a message (TOML tables, pip extras) are text, not console markup."""
+    (tmp_path / "c.toml").write_text("finetune = 3\n")
+    assert _run(["compress", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "out")], monkeypatch) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'c.toml'}:1: finetune must be a table ([finetune])"
 
 
 def test_bad_data_line_is_reported_with_file_and_line(tmp_path, defect_data, capsys, monkeypatch):

@@ -118,13 +118,14 @@ def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny
     stages = compress(config, run)
     for name in ("config.toml", "teacher/model.safetensors", "soft_labels.json", "space.json", "indicator/indicator.json",
                  "pareto.csv", "pareto.json", "chosen_student.json", "student/model.safetensors", "metrics.json", "report.md",
-                 "pareto.png", "comparison.png", "space.png", "indicator.png"):
+                 "pareto.png", "comparison.png", "space.png", "indicator.png", "onnx/avatar.json", "onnx/model.int8.onnx"):
         assert (run / name).is_file(), name
     assert load_config(run / "config.toml") == config
     metrics = json.loads((run / "metrics.json").read_text())
     assert [r["role"] for r in metrics["results"]] == ["teacher", "student"]
     assert metrics["results"][1]["size_mb"] <= 0.5 and metrics["student_vs_teacher"]["size_x"] > 1
-    assert "## Teacher vs student" in (run / "report.md").read_text()
+    assert "## Teacher vs student" in (run / "report.md").read_text() and "## Exported for `avatar scan`" in (run / "report.md").read_text()
+    assert stages["export"].result["parity"]["int8"]["agreement"] >= 0.95
     assert not any(s.reused for s in stages.values())
 
     calls = []
@@ -136,10 +137,10 @@ def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny
 
     longer = replace(config, distill=replace(config.distill, epochs=2))
     redone = {name for name, s in compress(longer, run).items() if not s.reused}
-    assert redone == {"student", "measure", "report"}
+    assert redone == {"student", "export", "measure", "report"}
     # another choice rule: the search is kept, the choice and everything after it is redone
     knee = replace(longer, search=replace(longer.search, prefer="knee"))
-    assert {name for name, s in compress(knee, run).items() if not s.reused} == {"choose", "student", "measure", "report"}
+    assert {name for name, s in compress(knee, run).items() if not s.reused} == {"choose", "student", "export", "measure", "report"}
     assert not calls
 
 

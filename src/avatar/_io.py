@@ -62,21 +62,21 @@ def write_json_atomic(path: Path, obj: Any, indent: int | None = 2) -> None:
 METRICS = "metrics.json"  # written last into every model folder Avatar makes: its mark of a finished folder
 
 
-def check_replaceable(path: Path) -> None:
-    """Refuse an output folder that holds something other than a model folder Avatar wrote."""
+def check_replaceable(path: Path, mark: str = METRICS) -> None:
+    """Refuse an output folder that holds something other than a folder Avatar wrote (one with ``mark`` in it)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise AvatarError("output exists and is not a folder", path)
-    if path.is_dir() and any(path.iterdir()) and not (path / METRICS).is_file():
+    if path.is_dir() and any(path.iterdir()) and not (path / mark).is_file():
         raise AvatarError("output folder is not empty and was not written by Avatar; choose another --out", path)
     if path.resolve() == Path.cwd().resolve():
         raise AvatarError("output folder is the current folder; choose a new one", path)
 
 
 @contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
+def atomic_dir(path: Path, mark: str = METRICS) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path``, on failure it is removed."""
-    check_replaceable(path)
+    check_replaceable(path, mark)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

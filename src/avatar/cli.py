@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from avatar._render import footer, metrics_table, results_table, space_summary, space_table, times
@@ -32,8 +34,10 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log pr
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
-    from transformers.utils import logging as hf_logging
-
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # the runtime-only install: scan and clones need no transformers
+        return
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
@@ -463,7 +467,125 @@ def compress(
     console.print(table)
     for line in ratio_lines(metrics):
         console.print(line, soft_wrap=True)
+    exported = stages["export"].result
+    precision = "int8" if "int8" in exported["sizes"] else "fp32"
+    console.print(f"exported: {out / 'onnx'} ({precision} {exported['sizes'][precision] / 2**20:.2f} MB, agreement with PyTorch "
+                  f"{exported['parity'][precision]['agreement']:.3f}); use it: avatar {'scan' if config.task == 'defect' else 'clones'} "
+                  f"... --model {out}", soft_wrap=True)
     console.print(f"report: {out / 'report.md'} ({', '.join(stages['report'].result['plots'])}); settings: {out / 'config.toml'}")
+
+
+ModelDir = Annotated[Path | None, typer.Option("--model", help="export folder (avatar export) or avatar compress run "
+                                                  "folder [default: $AVATAR_MODEL, else ./avatar-run]")]
+Precision = Annotated[str | None, typer.Option(help="fp32 or int8 [default: int8 where the export has it]")]
+MaxFileKb = Annotated[int, typer.Option("--max-file-size", help="skip source files larger than this many KB")]
+Threshold = Annotated[float, typer.Option(help="report what the model gives at least this probability")]
+
+
+def _exported(model: Path | None, precision: str | None):
+    from avatar.runtime import PRECISIONS, ExportedModel
+
+    if precision is not None and precision not in PRECISIONS:
+        raise AvatarError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if model is None:
+        model = Path(os.environ.get("AVATAR_MODEL") or "avatar-run")
+        if not model.exists():
+            raise AvatarError(
+                f"no model at {model}: run `avatar compress` first (it exports RUN/onnx) or pass --model DIR"
+            )
+    return ExportedModel(model, precision)
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from avatar._io import write_text_atomic
+
+    write_text_atomic(output, text)
+    err_console.print(f"wrote {output}")
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+@app.command("export")
+def export_cmd(
+    model: Annotated[Path, typer.Option("--model", help="model folder: a student or a fine-tuned teacher")],
+    out: Annotated[Path, typer.Option("--out", help="export folder to write")],
+    int8: Annotated[bool, typer.Option("--int8", help="also write int8 graphs (dynamic quantisation)")] = False,
+    data: Annotated[Path | None, typer.Option("--data", help="data whose test split the parity check runs on [default: built-in sample]")] = None,
+    parity_examples: Annotated[int, typer.Option(help="test examples the parity check compares")] = 256,
+    max_prob_diff: Annotated[float, typer.Option(help="int8: largest allowed probability difference from PyTorch")] = 0.1,
+    min_agreement: Annotated[float, typer.Option(help="int8: smallest allowed share of equal predictions")] = 0.95,
+    seed: Seed = 42,
+) -> None:
+    """Export a model folder to ONNX (and int8) for the torch-free runtime, checking parity on real examples."""
+    from avatar.export import ExportConfig, export
+    from avatar.modeling import saved_task
+
+    config = ExportConfig(int8=int8, parity_examples=parity_examples, max_prob_diff=max_prob_diff, min_agreement=min_agreement)
+    config.check()
+    task = saved_task(model)
+    examples = task.load(data, seed=seed).test
+    with err_console.status("exporting"):
+        manifest = export(model, out, examples, config)
+    for precision in manifest["precisions"]:
+        size, par = manifest["sizes"][precision], manifest["parity"][precision]
+        console.print(
+            f"{precision}: {size['bytes'] / 2**20:.2f} MB ({' + '.join(size['files'])}); parity on {par['examples']} "
+            f"test examples: max probability difference {par['max_prob_diff']:.2g}, agreement {par['agreement']:.4f}",
+            soft_wrap=True,
+        )
+    total = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    console.print(f"wrote {out} ({total / 2**20:.2f} MB in all)")
+
+
+@app.command("scan")
+def scan_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="C/C++ files or folders (searched recursively)")],
+    model: ModelDir = None,
+    output_format: Annotated[str, typer.Option("--format", help="text, json or sarif")] = "text",
+    threshold: Threshold = 0.5,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the report here [default: stdout]")] = None,
+    precision: Precision = None,
+    max_file_size: MaxFileKb = 1024,
+    batch_size: Annotated[int, typer.Option(help="functions per inference batch")] = 32,
+) -> None:
+    """Rate every function in C/C++ code by its probability of being vulnerable, riskiest first."""
+    from avatar.scan import FORMATS, scan, scan_json, scan_sarif, scan_text
+
+    if output_format not in FORMATS:
+        raise AvatarError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    _at_least(1, max_file_size=max_file_size, batch_size=batch_size)
+    exported = _exported(model, precision)
+    result = scan(paths, exported, threshold, max_file_size * 1024, batch_size, warn=_warn)
+    _write({"text": scan_text, "json": scan_json, "sarif": scan_sarif}[output_format](result), output)
+
+
+@app.command("clones")
+def clones_cmd(
+    a: Annotated[Path, typer.Argument(help="Java file or folder")],
+    b: Annotated[Path, typer.Argument(help="Java file or folder (the same as A: pairs within it)")],
+    model: ModelDir = None,
+    output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    threshold: Threshold = 0.5,
+    max_pairs: Annotated[int, typer.Option(help="score at most this many function pairs")] = 100_000,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the report here [default: stdout]")] = None,
+    precision: Precision = None,
+    max_file_size: MaxFileKb = 1024,
+    batch_size: Annotated[int, typer.Option(help="functions per inference batch")] = 32,
+) -> None:
+    """Find Java function pairs that a clone model flags as clones, likeliest first."""
+    from avatar.scan import clones, clones_json, clones_text
+
+    if output_format not in ("text", "json"):
+        raise AvatarError(f"--format must be text or json, got {output_format!r}")
+    _at_least(1, max_file_size=max_file_size, batch_size=batch_size)
+    exported = _exported(model, precision)
+    result = clones([a], [b], exported, threshold, max_pairs, max_file_size * 1024, batch_size, warn=_warn)
+    _write((clones_json if output_format == "json" else clones_text)(result), output)
 
 
 @app.command()
@@ -475,9 +597,20 @@ def report(run: Annotated[Path, typer.Argument(help="run directory of avatar com
     console.print(f"wrote {run / written['report']} and {', '.join(written['plots']) or 'no plots'}")
 
 
+TRAINING_MODULES = ("torch", "transformers", "sklearn", "safetensors", "z3", "pymoo", "codecarbon", "matplotlib", "onnx")
+
+
 def main() -> None:
     try:
         app()
     except AvatarError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in TRAINING_MODULES:
+            raise
+        err_console.print(
+            f"[red]error:[/red] this command needs the training install (missing {e.name}): "
+            + escape("pip install torch==2.13.0 && pip install 'avatar-distill[train]'"), highlight=False, soft_wrap=True,
+        )
         sys.exit(2)

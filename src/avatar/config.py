@@ -70,6 +70,14 @@ class MeasureSection:
 
 
 @dataclass
+class ExportSection:
+    int8: bool = True  # also write int8 graphs (dynamic quantisation): about half the size, and what avatar scan uses
+    parity_examples: int = 256  # test examples the parity check compares with PyTorch
+    max_prob_diff: float = 0.1  # int8: largest allowed probability difference from PyTorch
+    min_agreement: float = 0.95  # int8: smallest allowed share of predictions equal to PyTorch's
+
+
+@dataclass
 class CompressConfig:
     task: str = "defect"  # defect (Devign) or clone (BigCloneBench)
     data: str | None = None  # data folder in CodeXGLUE format (none: the built-in sample)
@@ -81,6 +89,7 @@ class CompressConfig:
     search: SearchSection = field(default_factory=SearchSection)
     distill: DistillSection = field(default_factory=DistillSection)
     measure: MeasureSection = field(default_factory=MeasureSection)
+    export: ExportSection = field(default_factory=ExportSection)
     space: dict = field(default_factory=dict)  # overrides of the paper's space, as in ``avatar space --space``
 
     def validate(self) -> None:
@@ -92,7 +101,7 @@ class CompressConfig:
             raise AvatarError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         Space.paper().override(self.space)
         check_search_settings(self.search_settings())
-        for section in (self.finetune, self.search, self.distill, self.measure):
+        for section in (self.finetune, self.search, self.distill, self.measure, self.export):
             for f in fields(section):
                 value = getattr(section, f.name)
                 if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0 and f.name not in ("alpha",):
@@ -107,6 +116,17 @@ class CompressConfig:
         from avatar.energy import carbon_intensity
 
         carbon_intensity(self.measure.country)  # an unknown country fails now, not after hours of work
+        try:
+            self.export_config().check()
+        except AvatarError as e:
+            raise AvatarError(f"export: {e.message}") from None
+
+    def export_config(self):
+        from avatar.export import ExportConfig
+
+        e = self.export
+        return ExportConfig(int8=e.int8, parity_examples=e.parity_examples, max_prob_diff=e.max_prob_diff,
+                            min_agreement=e.min_agreement)
 
     def search_settings(self):
         from avatar.distill import DistillConfig
@@ -124,7 +144,8 @@ class CompressConfig:
         )
 
 
-SECTIONS = {"finetune": FinetuneSection, "search": SearchSection, "distill": DistillSection, "measure": MeasureSection}
+SECTIONS = {"finetune": FinetuneSection, "search": SearchSection, "distill": DistillSection, "measure": MeasureSection,
+            "export": ExportSection}
 
 
 def _section_name(section) -> str:

@@ -7,6 +7,7 @@ encode each function on its own and classify the two first-token vectors, as Cod
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from transformers import (
 )
 
 from avatar.errors import AvatarError
-from avatar.tasks import Task
+from avatar.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,12 @@ class PairClassifier(nn.Module):
         out = self.encoder(input_ids=input_ids.view(B * n, T), attention_mask=attention_mask.view(B * n, T))
         first = out.last_hidden_state[:, 0]  # (B*n, H)
         x = first.reshape(B, n * first.shape[-1])  # (B, n*H): the two functions side by side
-        x = torch.tanh(self.dense(self.dropout(x)))
-        return self.out_proj(self.dropout(x))  # (B, 2)
+        return self.head(x)  # (B, 2)
+
+    def head(self, pair: torch.Tensor) -> torch.Tensor:
+        """Logits (B, 2) from two first-token vectors side by side (B, 2H)."""
+        x = torch.tanh(self.dense(self.dropout(pair)))
+        return self.out_proj(self.dropout(x))
 
 
 class SequenceClassifier(nn.Module):
@@ -157,7 +162,24 @@ def check_model_folder(model_dir: Path) -> None:
 
 
 def model_max_length(model: Classifier) -> int:
-    return getattr(model.config, MAX_LENGTH_KEY, DEFAULT_MAX_LENGTH)
+    """Tokens per function the model reads: what it was trained with, never more than its positions allow."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    saved = getattr(model.config, MAX_LENGTH_KEY, DEFAULT_MAX_LENGTH)
+    return saved if positions is None else min(saved, positions - 2)  # RoBERTa-style models offset positions by 2
+
+
+def saved_task(model_dir: Path) -> Task:
+    """The task a model folder was trained for (its config.json says)."""
+    model_dir = Path(model_dir)
+    check_model_folder(model_dir)
+    path = model_dir / "config.json"
+    try:
+        name = json.loads(path.read_text(encoding="utf-8")).get(TASK_KEY)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise AvatarError("cannot read model config (not a JSON object)", path) from None
+    if name is None:
+        raise AvatarError(f"model config does not say its task ({TASK_KEY}); it was not written by Avatar", path)
+    return get_task(name)
 
 
 def load_classifier(model_dir: Path, task: Task) -> tuple[Classifier, PreTrainedTokenizerBase]:

@@ -7,8 +7,8 @@ again. So a killed run resumes where it stopped, and a changed option reruns exa
 it. Long stages resume inside as well: finished indicator candidates are never distilled again.
 
 Run directory: ``config.toml``, ``teacher/``, ``soft_labels.json``, ``space.json``, ``indicator/``,
-``latency.json``, ``pareto.csv``, ``pareto.json``, ``chosen_student.json``, ``student/``, ``metrics.json``,
-``report.md`` and its PNG plots, ``stages/``.
+``latency.json``, ``pareto.csv``, ``pareto.json``, ``chosen_student.json``, ``student/``, ``onnx/`` (the
+student for ``avatar scan``), ``metrics.json``, ``report.md`` and its PNG plots, ``stages/``.
 """
 
 from __future__ import annotations
@@ -348,6 +348,18 @@ def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: S
     return run.stage("student", {"soft_labels": labels.key, "choice": choice.key, "settings": asdict(config)}, ["student/model.safetensors"], fn)
 
 
+def export_stage(run: Run, data: TaskData, student: Stage, config) -> Stage:
+    """The student in ONNX (and int8) for the torch-free runtime, parity-checked on the test split: ``RUN/onnx/``."""
+    from avatar.export import export
+    from avatar.runtime import MANIFEST, RUN_EXPORT
+
+    def fn() -> dict:
+        manifest = export(run.root / "student", run.root / RUN_EXPORT, data.test, config)
+        return {"sizes": {p: s["bytes"] for p, s in manifest["sizes"].items()}, "parity": manifest["parity"]}
+
+    return run.stage("export", {"student": student.key, "settings": asdict(config)}, [f"{RUN_EXPORT}/{MANIFEST}"], fn)
+
+
 def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student: Stage, config, architectures: list[str],
                   eval_limit: int | None, seed: int) -> Stage:
     """Teacher, student (and reference architectures) measured side by side: ``RUN/metrics.json``."""
@@ -429,6 +441,7 @@ def _compress(run: Run, config, progress: Progress | None) -> dict[str, Stage]:
     distill = DistillConfig(epochs=d.epochs, temperature=d.temperature, alpha=d.alpha, limit=d.limit, eval_limit=d.eval_limit,
                             patience=d.patience, seed=config.seed)
     stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], distill, progress)
+    stages["export"] = export_stage(run, data, stages["student"], config.export_config())
     m = config.measure
     measure = MeasureConfig(runs=m.runs, warmup=m.warmup, threads=m.threads, throughput_examples=m.throughput_examples,
                             energy_rounds=m.energy_rounds, energy_examples=m.energy_examples, country=m.country)

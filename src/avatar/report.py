@@ -13,7 +13,7 @@ from pathlib import Path
 from avatar._io import write_text_atomic
 from avatar.errors import AvatarError
 
-ORDER = ("space", "teacher", "soft_labels", "indicator", "latency", "pareto", "choose", "student", "measure")
+ORDER = ("space", "teacher", "soft_labels", "indicator", "latency", "pareto", "choose", "student", "export", "measure")
 PLOTS = {"pareto": "pareto.png", "comparison": "comparison.png", "space": "space.png", "indicator": "indicator.png"}
 
 
@@ -200,6 +200,15 @@ def write_report(run: Path) -> dict:
             lines.append(f"Fully distilled: validation {main} {student['valid'][main]:.4f}, test {student['test'][main]:.4f}, "
                          f"agreement with the teacher {student['agreement_with_teacher']:.3f}, {student['train_seconds']} s of training.")
         lines.append("")
+
+    exported = (stages.get("export") or {}).get("result")
+    if exported:
+        lines += ["## Exported for `avatar scan` (ONNX, torch-free)", "",
+                  f"`onnx/` holds the student for onnxruntime; `avatar scan PATH --model {run}` uses it.", ""]
+        rows = [[p, f"{exported['sizes'][p] / 2**20:.3f}", str(q["examples"]), f"{q['max_prob_diff']:.2g}", f"{q['agreement']:.4f}"]
+                for p, q in exported["parity"].items()]
+        lines += _md_table(["precision", "size MB (graph + data + tokenizer)", "test examples", "max probability difference vs PyTorch",
+                            "agreement"], rows) + [""]
 
     if pareto:
         lines += ["## Search", "", f"{len(pareto['rows'])} Pareto-optimal configurations found by {pareto.get('algorithm', 'nsga2')} "

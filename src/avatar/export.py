@@ -1,0 +1,230 @@
+"""Export a model folder (a student or a fine-tuned teacher) to ONNX, optionally int8, with a parity check.
+
+The graphs come from torch's export-based ONNX exporter (the TorchScript tracer would bake the example's
+all-ones attention mask into the graph), with batch and token axes left dynamic. The int8 graphs are
+onnxruntime's dynamic quantisation of them (int8 weights, activations quantised on the fly). Parity runs the
+exported folder through ``avatar.runtime`` exactly as ``avatar scan`` does, tokenizer included, on real
+examples, against the PyTorch model; an export outside the bounds is not written. See ``avatar.runtime`` for
+the folder layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from avatar import __version__
+from avatar._io import atomic_dir, sha256_file, write_json_atomic
+from avatar.errors import AvatarError
+from avatar.modeling import Classifier, PairClassifier, load_classifier, model_max_length, saved_task
+from avatar.runtime import FORMAT, MANIFEST, TOKENIZER, ExportedModel, graph_files, positive_probability
+from avatar.tasks import Example, Task
+from avatar.trainer import encode, predict_logits
+
+log = logging.getLogger(__name__)
+
+FP32_BOUNDS = (1e-4, 0.99)  # (max probability difference, min agreement): fp32 differing more is a bug, not a trade-off
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    int8: bool = False  # also write int8 graphs (dynamic quantisation)
+    parity_examples: int = 256  # real examples the parity check runs on (the first of the given split)
+    max_prob_diff: float = 0.1  # int8: largest allowed |P(class 1) - PyTorch's| over the parity examples
+    min_agreement: float = 0.95  # int8: smallest allowed share of examples predicted the same as PyTorch
+    external_data_mb: float = 1024.0  # weights above this go to a side file (protobuf files stop at 2 GB)
+
+    def check(self) -> None:
+        if self.parity_examples < 1:
+            raise AvatarError(f"parity examples must be at least 1, got {self.parity_examples}")
+        if not 0 <= self.max_prob_diff <= 1:
+            raise AvatarError(f"max probability difference must be in [0, 1], got {self.max_prob_diff}")
+        if not 0 <= self.min_agreement <= 1:
+            raise AvatarError(f"min agreement must be in [0, 1], got {self.min_agreement}")
+
+
+class _SequenceGraph(nn.Module):
+    """Defect models: token ids (B, T) -> logits (B, 2)."""
+
+    def __init__(self, model: Classifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids[:, None], attention_mask[:, None])  # (B, 1, T) in, (B, 2) out
+
+
+class _EncoderGraph(nn.Module):
+    """Clone models: token ids (B, T) -> first-token vectors (B, H)."""
+
+    def __init__(self, model: PairClassifier):
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+
+
+class _HeadGraph(nn.Module):
+    """Clone models: two first-token vectors side by side (B, 2H) -> logits (B, 2)."""
+
+    def __init__(self, model: PairClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        return self.model.head(pair)
+
+
+def _graphs(model: Classifier, max_length: int) -> dict[str, tuple[nn.Module, tuple, dict, str]]:
+    """Each graph role with its module, example inputs, dynamic axes and output name."""
+    B, T = torch.export.Dim("batch", max=1 << 16), torch.export.Dim("tokens", max=max_length)
+    tokens_len = min(max_length, 16)
+    ids = torch.full((2, tokens_len), 5, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    token_axes = {"input_ids": {0: B, 1: T}, "attention_mask": {0: B, 1: T}}
+    if isinstance(model, PairClassifier):
+        pair = torch.zeros(2, 2 * model.config.hidden_size)
+        return {
+            "encoder": (_EncoderGraph(model), (ids, mask), token_axes, "vector"),
+            "head": (_HeadGraph(model), (pair,), {"pair": {0: B}}, "logits"),
+        }
+    return {"model": (_SequenceGraph(model), (ids, mask), token_axes, "logits")}
+
+
+def _strip(proto) -> None:
+    """Drop the exporter's per-node debugging metadata (source lines, FX names): about as large as a student's weights."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    proto.doc_string = ""
+
+
+def _export_graph(module: nn.Module, inputs: tuple, axes: dict, output: str, path: Path, external_data_mb: float) -> None:
+    import onnx
+
+    module.eval()
+    names = list(axes)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed", on every export
+    # the exporter prints progress and warns about its internals; neither is the user's business
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module, inputs, None, input_names=names, output_names=[output],
+            dynamic_shapes=axes, dynamo=True, verbose=False,
+        )
+    proto = program.model_proto
+    _strip(proto)
+    weights = sum(p.numel() * p.element_size() for p in module.parameters())
+    external = weights > external_data_mb * 1e6
+    onnx.save_model(proto, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
+                    location=path.name + ".data", size_threshold=1024)
+
+
+def _quantize(src: Path, dst: Path, external: bool) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.disable(logging.WARNING)  # it suggests its optional pre-processing step through the root logger
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, use_external_data_format=external)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def graph_and_data_files(path: Path) -> list[Path]:
+    """The graph file and every external data file it refers to: what its size is."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    tensors = list(proto.graph.initializer)
+    tensors += [a.t for n in proto.graph.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR]
+    locations = {
+        entry.value
+        for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL
+        for entry in t.external_data if entry.key == "location"
+    }
+    return [path] + [path.parent / loc for loc in sorted(locations)]
+
+
+def parity(model: Classifier, tokenizer, task: Task, exported: ExportedModel, examples: Sequence[Example]) -> dict:
+    """Compare the export's P(class 1) with PyTorch's on ``examples``."""
+    reference = positive_probability(predict_logits(model, encode(tokenizer, examples, model_max_length(model))))
+    got = exported.probabilities([ex.texts for ex in examples])
+    diff = np.abs(got - reference)
+    return {
+        "examples": len(examples),
+        "max_prob_diff": float(diff.max()),
+        "mean_prob_diff": float(diff.mean()),
+        "agreement": float(np.mean((got >= 0.5) == (reference >= 0.5))),
+    }
+
+
+def export(model_dir: Path, out: Path, examples: Sequence[Example], config: ExportConfig = ExportConfig()) -> dict:
+    """Write the export folder ``out`` for the model folder ``model_dir``; return its manifest."""
+    config.check()
+    if not examples:
+        raise AvatarError("the parity check needs at least one example")
+    task = saved_task(model_dir)
+    model, tokenizer = load_classifier(model_dir, task)
+    if not getattr(tokenizer, "is_fast", False):
+        raise AvatarError("the model's tokenizer has no tokenizer.json (fast tokenizer); the runtime needs one", model_dir)
+    max_length = model_max_length(model)
+    examples = list(examples[: config.parity_examples])
+    precisions = ["fp32", "int8"] if config.int8 else ["fp32"]
+    with atomic_dir(Path(out), mark=MANIFEST) as tmp:
+        backend = tokenizer.backend_tokenizer
+        backend.no_truncation()  # the runtime sets its own; the saved file must not carry a call's settings
+        backend.no_padding()
+        backend.save(str(tmp / TOKENIZER))
+        files: list[Path] = [tmp / TOKENIZER]
+        sizes = {}
+        graphs = _graphs(model, max_length)
+        for precision in precisions:
+            needed = [tmp / TOKENIZER]
+            for role, name in graph_files(task.num_inputs, precision).items():
+                if precision == "fp32":
+                    _export_graph(*graphs[role], tmp / name, config.external_data_mb)
+                else:
+                    fp32 = tmp / graph_files(task.num_inputs, "fp32")[role]
+                    _quantize(fp32, tmp / name, external=len(graph_and_data_files(fp32)) > 1)
+                needed += graph_and_data_files(tmp / name)
+            files += needed[1:]
+            sizes[precision] = {"bytes": sum(p.stat().st_size for p in needed), "files": [p.name for p in needed]}
+        manifest = {
+            "format": FORMAT,
+            "task": task.name,
+            "num_inputs": task.num_inputs,
+            "max_length": max_length,
+            "pad_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+            "precisions": precisions,
+            "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files},
+            "sizes": sizes,
+            "source": str(Path(model_dir).resolve()),
+            "avatar_version": __version__,
+        }
+        write_json_atomic(tmp / MANIFEST, manifest)
+        manifest["parity"] = {}
+        for precision in precisions:
+            bound, agreement = FP32_BOUNDS if precision == "fp32" else (config.max_prob_diff, config.min_agreement)
+            result = parity(model, tokenizer, task, ExportedModel(tmp, precision), examples)
+            result.update(max_allowed_prob_diff=bound, min_allowed_agreement=agreement)
+            manifest["parity"][precision] = result
+            if result["max_prob_diff"] > bound or result["agreement"] < agreement:
+                raise AvatarError(
+                    f"{precision} export fails parity on {len(examples)} examples: max probability difference "
+                    f"{result['max_prob_diff']:.4g} (allowed {bound:g}), agreement {result['agreement']:.4f} "
+                    f"(required {agreement:g}); nothing written", out
+                )
+        manifest["config"] = asdict(config)
+        write_json_atomic(tmp / MANIFEST, manifest)
+    log.info("exported %s to %s", model_dir, out)
+    return manifest

@@ -1,0 +1,215 @@
+"""Run an exported model with onnxruntime and tokenizers only: no torch, no transformers.
+
+An export folder (written by ``avatar export`` or the compress run's ``onnx/`` stage) holds:
+
+- ``avatar.json``: the manifest: task, tokens per function, pad id, the graph files of each precision with their
+  SHA-256, sizes and the parity measured at export;
+- ``tokenizer.json``: the model's own tokenizer (special tokens included by its post-processor);
+- defect models: ``model.onnx`` (and ``model.int8.onnx``): token ids (B, T) -> two-class logits (B, 2);
+- clone models: ``encoder.onnx`` (and ``encoder.int8.onnx``): token ids (B, T) -> first-token vectors (B, H),
+  and ``head.onnx`` (and ``head.int8.onnx``): two vectors side by side (B, 2H) -> logits (B, 2). Each function
+  is encoded once however many pairs it is in.
+
+int8 graphs quantise activations per batch, over the whole (B, T) tensor, so an int8 score moves slightly (about
+1e-3 in probability) with the other functions in its batch; fp32 scores do not.
+
+This module is the whole inference path of ``avatar scan`` and ``avatar clones``; keep torch out of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avatar._io import sha256_file
+from avatar.errors import AvatarError
+
+MANIFEST = "avatar.json"
+TOKENIZER = "tokenizer.json"
+FORMAT = 1  # bump when the folder layout changes
+PRECISIONS = ("fp32", "int8")
+RUN_EXPORT = "onnx"  # where avatar compress puts its export inside the run folder
+GRAPHS = {1: ("model",), 2: ("encoder", "head")}  # graph roles by functions per example
+
+
+def graph_files(num_inputs: int, precision: str) -> dict[str, str]:
+    """File name of each graph role of a model reading ``num_inputs`` functions, at ``precision``."""
+    suffix = ".onnx" if precision == "fp32" else f".{precision}.onnx"
+    return {role: role + suffix for role in GRAPHS[num_inputs]}
+
+
+def resolve_export(path: Path) -> Path:
+    """An export folder, or the export inside a compress run folder."""
+    path = Path(path)
+    if not path.exists():
+        raise AvatarError("model folder not found", path)
+    if not path.is_dir():
+        raise AvatarError("model path is not a folder", path)
+    if not (path / MANIFEST).is_file() and (path / RUN_EXPORT / MANIFEST).is_file():
+        return path / RUN_EXPORT
+    if not (path / MANIFEST).is_file():
+        raise AvatarError(
+            f"not an exported model (no {MANIFEST}); make one with `avatar compress` (RUN/{RUN_EXPORT}) "
+            "or `avatar export --model STUDENT --out DIR`", path
+        )
+    return path
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise AvatarError(f"malformed JSON ({e.msg})", path, e.lineno) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise AvatarError(f"cannot read the manifest ({e})", path) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise AvatarError(f"not an Avatar export manifest of format {FORMAT}; re-export the model", path)
+    for key, kind in (("task", str), ("num_inputs", int), ("max_length", int), ("pad_id", int), ("files", dict), ("precisions", list)):
+        if not isinstance(manifest.get(key), kind):
+            raise AvatarError(f"manifest field {key!r} is missing or has the wrong type", path)
+    if manifest["num_inputs"] not in GRAPHS:
+        raise AvatarError(f"manifest num_inputs must be 1 or 2, got {manifest['num_inputs']}", path)
+    return manifest
+
+
+def _check_file(folder: Path, name: str, manifest: dict) -> Path:
+    """The file, after checking it is there and is the one the export wrote (its SHA-256)."""
+    path = folder / name
+    expected = manifest["files"].get(name)
+    if not path.is_file():
+        raise AvatarError("model file missing", path)
+    if expected is None:
+        raise AvatarError(f"{name} is not listed in {MANIFEST}", folder)
+    if sha256_file(path) != expected.get("sha256"):
+        raise AvatarError("model file is corrupt (its SHA-256 differs from the export's); re-export the model", path)
+    return path
+
+
+def load_tokenizer(path: Path, max_length: int):
+    """A ``tokenizer.json`` set to truncate at ``max_length`` tokens (special tokens included) and not to pad."""
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises plain Exception on a malformed file
+        raise AvatarError(f"cannot load tokenizer: {str(e).splitlines()[0]}", path) from None
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    return tokenizer
+
+
+@dataclass
+class _Batch:
+    rows: list[int]  # positions of these sequences in the input
+    ids: np.ndarray  # (B, T) int64
+    mask: np.ndarray  # (B, T) int64
+
+
+class ExportedModel:
+    """A loaded export: ``probabilities`` for any task, ``embed`` / ``pair_probabilities`` for clone models."""
+
+    def __init__(self, folder: Path, precision: str | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.folder = resolve_export(folder)
+        manifest = read_manifest(self.folder)
+        self.manifest = manifest
+        self.task: str = manifest["task"]
+        self.num_inputs: int = manifest["num_inputs"]
+        self.max_length: int = manifest["max_length"]
+        self.pad_id: int = manifest["pad_id"]
+        available = [p for p in manifest["precisions"] if p in PRECISIONS]
+        if precision is None:  # the smaller, faster one when the export has it
+            precision = "int8" if "int8" in available else "fp32"
+        if precision not in available:
+            raise AvatarError(f"this export has no {precision} model (it has {', '.join(available) or 'none'})", self.folder)
+        self.precision = precision
+        self.tokenizer = load_tokenizer(_check_file(self.folder, TOKENIZER, manifest), self.max_length)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+        self.sessions = {}
+        for role, name in graph_files(self.num_inputs, precision).items():
+            path = _check_file(self.folder, name, manifest)
+            try:
+                self.sessions[role] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+                raise AvatarError(f"cannot load ONNX model: {str(e).splitlines()[0]}", path) from None
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, special tokens included, truncated to the model's length."""
+        return [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]
+
+    def _batches(self, tokens: list[list[int]], batch_size: int) -> Iterator[_Batch]:
+        """Sequences grouped by length (little compute goes to padding), padded per batch."""
+        order = sorted(range(len(tokens)), key=lambda r: len(tokens[r]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            T = max(1, max(len(tokens[r]) for r in rows))
+            ids = np.full((len(rows), T), self.pad_id, dtype=np.int64)  # (B, T)
+            mask = np.zeros((len(rows), T), dtype=np.int64)  # (B, T)
+            for i, r in enumerate(rows):
+                ids[i, : len(tokens[r])] = tokens[r]
+                mask[i, : len(tokens[r])] = 1
+            yield _Batch(rows, ids, mask)
+
+    def _run(self, role: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.sessions[role].run(None, feeds)[0]
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Clone models: the encoder's first-token vector of each function (N, H)."""
+        self._need(2, "embed")
+        tokens = self.encode(texts)
+        out: np.ndarray | None = None
+        for b in self._batches(tokens, batch_size):
+            vec = self._run("encoder", {"input_ids": b.ids, "attention_mask": b.mask})  # (B, H)
+            if out is None:
+                out = np.zeros((len(tokens), vec.shape[1]), dtype=np.float32)
+            out[b.rows] = vec
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def pair_logits(self, a: np.ndarray, b: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Clone models: logits (N, 2) of pairs given by their functions' vectors ``a`` (N, H) and ``b`` (N, H)."""
+        self._need(2, "pair_logits")
+        out = np.zeros((len(a), 2), dtype=np.float32)
+        for start in range(0, len(a), batch_size):
+            pair = np.concatenate([a[start : start + batch_size], b[start : start + batch_size]], axis=1)  # (B, 2H)
+            out[start : start + batch_size] = self._run("head", {"pair": pair.astype(np.float32)})
+        return out
+
+    def logits(self, examples: Sequence[Sequence[str]], batch_size: int = 32) -> np.ndarray:
+        """Two-class logits (N, 2) of examples, each a tuple of the task's functions (one, or a clone pair)."""
+        for ex in examples:
+            if len(ex) != self.num_inputs:
+                raise AvatarError(f"a {self.task} model reads {self.num_inputs} function(s) per example, got {len(ex)}")
+        if self.num_inputs == 2:
+            vectors = self.embed([text for ex in examples for text in ex], batch_size)  # (2N, H)
+            return self.pair_logits(vectors[0::2], vectors[1::2])
+        out = np.zeros((len(examples), 2), dtype=np.float32)
+        for b in self._batches(self.encode([ex[0] for ex in examples]), batch_size):
+            out[b.rows] = self._run("model", {"input_ids": b.ids, "attention_mask": b.mask})
+        return out
+
+    def probabilities(self, examples: Sequence[Sequence[str]], batch_size: int = 32) -> np.ndarray:
+        """Probability of class 1 (vulnerable / clone) of each example (N,)."""
+        return positive_probability(self.logits(examples, batch_size))
+
+    def _need(self, num_inputs: int, what: str) -> None:
+        if self.num_inputs != num_inputs:
+            raise AvatarError(f"{what} needs a clone model; this one is for {self.task}", self.folder)
+
+
+def positive_probability(logits: np.ndarray) -> np.ndarray:
+    """Softmax probability of class 1 from two-class logits (N, 2)."""
+    margin = np.clip(logits[:, 0].astype(np.float64) - logits[:, 1], -500, 500)  # exp stays finite
+    return 1.0 / (1.0 + np.exp(margin))
+
+
+def load(folder: Path, precision: str | None = None, threads: int | None = None) -> ExportedModel:
+    return ExportedModel(folder, precision, threads)

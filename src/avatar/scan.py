@@ -1,0 +1,253 @@
+"""`avatar scan` and `avatar clones`: score the functions of a code base with an exported model, and report.
+
+Torch-free: functions come from ``avatar.functions`` (tree-sitter), scores from ``avatar.runtime``
+(onnxruntime). Reports are plain text, JSON, or SARIF 2.1.0 for IDEs and code-scanning services.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from avatar import __version__
+from avatar.errors import AvatarError
+from avatar.functions import DEFAULT_MAX_BYTES, Function, find_functions
+from avatar.runtime import ExportedModel, positive_probability
+
+FORMATS = ("text", "json", "sarif")
+RULE_ID = "AVATAR-VULN"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+@dataclass(frozen=True)
+class Scored:
+    function: Function
+    probability: float  # P(vulnerable)
+
+
+@dataclass
+class ScanResult:
+    scored: list[Scored]  # every function found, riskiest first
+    files: int  # files read
+    threshold: float  # what is reported: functions at or above it
+    model: str  # the export folder
+    precision: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> list[Scored]:
+        return [s for s in self.scored if s.probability >= self.threshold]
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold <= 1.0:  # also refuses nan
+        raise AvatarError(f"--threshold must be a probability in [0, 1], got {threshold}")
+
+
+def _check_task(model: ExportedModel, task: str, command: str) -> None:
+    if model.task != task:
+        raise AvatarError(f"{command} needs a {task} model; this one was trained for {model.task}", model.folder)
+
+
+def scan(paths: Sequence[Path], model: ExportedModel, threshold: float = 0.5, max_bytes: int = DEFAULT_MAX_BYTES,
+         batch_size: int = 32, warn: Callable[[str], None] | None = None) -> ScanResult:
+    """Every function in the C/C++ files under ``paths`` with its probability of being vulnerable."""
+    _check_threshold(threshold)
+    _check_task(model, "defect", "avatar scan")
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        warnings.append(message)
+        if warn is not None:
+            warn(message)
+
+    functions, files = find_functions(paths, "c", note, max_bytes)
+    probs = model.probabilities([(f.code,) for f in functions], batch_size) if functions else []
+    scored = sorted((Scored(f, float(p)) for f, p in zip(functions, probs)),
+                    key=lambda s: (-s.probability, s.function.path, s.function.start_line))
+    return ScanResult(scored, files, threshold, str(model.folder), model.precision, warnings)
+
+
+def scan_text(result: ScanResult) -> str:
+    lines = [f"{s.probability:.3f}  {s.function.where}  {s.function.name}" for s in result.flagged]
+    lines.append(
+        f"{len(result.flagged)} of {len(result.scored)} function(s) in {result.files} file(s) at or above "
+        f"{result.threshold:g} (model {result.model}, {result.precision})"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _function_json(f: Function) -> dict:
+    return {"path": f.path, "name": f.name, "start_line": f.start_line, "end_line": f.end_line}
+
+
+def scan_json(result: ScanResult) -> str:
+    return json.dumps({
+        "model": result.model,
+        "precision": result.precision,
+        "threshold": result.threshold,
+        "files": result.files,
+        "functions": len(result.scored),
+        "results": [{**_function_json(s.function), "probability": round(s.probability, 6)} for s in result.flagged],
+        "warnings": result.warnings,
+    }, indent=2) + "\n"
+
+
+def _uri(path: str) -> tuple[str, str | None]:
+    """A SARIF artifact URI: relative to the working folder (with %SRCROOT% as its base) where it lies under it."""
+    p = Path(path)
+    absolute = p.resolve()
+    try:
+        relative = absolute.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return absolute.as_uri(), None
+    return quote(relative.as_posix()), "%SRCROOT%"
+
+
+def scan_sarif(result: ScanResult) -> str:
+    """SARIF 2.1.0: one rule, one result per flagged function (level error from 0.9, else warning)."""
+    results = []
+    for s in result.flagged:
+        uri, base = _uri(s.function.path)
+        artifact = {"uri": uri, **({"uriBaseId": base} if base else {})}
+        results.append({
+            "ruleId": RULE_ID,
+            "ruleIndex": 0,
+            "level": "error" if s.probability >= 0.9 else "warning",
+            "message": {"text": f"{s.function.name}: vulnerability probability {s.probability:.3f} "
+                                f"(threshold {result.threshold:g})"},
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": artifact,
+                    "region": {"startLine": s.function.start_line, "endLine": s.function.end_line},
+                },
+                "logicalLocations": [{"name": s.function.name, "kind": "function"}],
+            }],
+            "properties": {"probability": round(s.probability, 6)},
+        })
+    log = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "Avatar",
+                "version": __version__,
+                "rules": [{
+                    "id": RULE_ID,
+                    "name": "PossiblyVulnerableFunction",
+                    "shortDescription": {"text": "Function a distilled code model rates as likely vulnerable"},
+                    "fullDescription": {"text": "A small model distilled from a large language model of code, trained on "
+                                                "vulnerability data such as Devign, gives this function a high probability "
+                                                "of being vulnerable. It is a ranking aid for review, not a proof."},
+                    "defaultConfiguration": {"level": "warning"},
+                }],
+            }},
+            "invocations": [{
+                "executionSuccessful": True,
+                "toolExecutionNotifications": [{"level": "warning", "message": {"text": w}} for w in result.warnings],
+            }],
+            "originalUriBaseIds": {"%SRCROOT%": {"uri": Path.cwd().resolve().as_uri() + "/"}},
+            "properties": {"model": result.model, "precision": result.precision, "threshold": result.threshold,
+                           "functions": len(result.scored), "files": result.files},
+            "results": results,
+        }],
+    }
+    return json.dumps(log, indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class ClonePair:
+    a: Function
+    b: Function
+    probability: float  # P(clone)
+
+
+@dataclass
+class ClonesResult:
+    pairs: list[ClonePair]  # pairs at or above the threshold, likeliest first
+    functions_a: int
+    functions_b: int
+    candidate_pairs: int  # all pairs the two sides make
+    scored_pairs: int  # pairs scored (the bound may cut)
+    threshold: float
+    model: str
+    precision: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold: float = 0.5, max_pairs: int = 100_000,
+           max_bytes: int = DEFAULT_MAX_BYTES, batch_size: int = 32, warn: Callable[[str], None] | None = None) -> ClonesResult:
+    """Java function pairs across ``a`` and ``b`` that the clone model flags. When ``a`` and ``b`` are the same,
+    each unordered pair of distinct functions is scored once. Each function is encoded once, whatever the pairs."""
+    _check_threshold(threshold)
+    if max_pairs < 1:
+        raise AvatarError(f"--max-pairs must be at least 1, got {max_pairs}")
+    _check_task(model, "clone", "avatar clones")
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        warnings.append(message)
+        if warn is not None:
+            warn(message)
+
+    left, _ = find_functions(a, "java", note, max_bytes)
+    same = sorted(os.path.realpath(p) for p in a) == sorted(os.path.realpath(p) for p in b)
+    right = left if same else find_functions(b, "java", note, max_bytes)[0]
+    n, m = len(left), len(right)
+    total = n * (n - 1) // 2 if same else n * m
+    pairs = _first_pairs(n, m, same, max_pairs)
+    if total > len(pairs):
+        note(f"scored the first {len(pairs)} of {total} function pairs (--max-pairs {max_pairs}); "
+             "narrow A or B, or raise the bound")
+    found: list[ClonePair] = []
+    if pairs:
+        needed_a = sorted({i for i, _ in pairs} | ({j for _, j in pairs} if same else set()))
+        vec_a = dict(zip(needed_a, model.embed([left[i].code for i in needed_a], batch_size)))
+        if same:
+            vec_b = vec_a
+        else:
+            needed_b = sorted({j for _, j in pairs})
+            vec_b = dict(zip(needed_b, model.embed([right[j].code for j in needed_b], batch_size)))
+        chunk = 65536
+        for start in range(0, len(pairs), chunk):
+            part = pairs[start : start + chunk]
+            probs = positive_probability(model.pair_logits(np.stack([vec_a[i] for i, _ in part]),
+                                                           np.stack([vec_b[j] for _, j in part])))
+            found += [ClonePair(left[i], right[j], float(p)) for (i, j), p in zip(part, probs) if p >= threshold]
+    found.sort(key=lambda c: (-c.probability, c.a.path, c.a.start_line, c.b.path, c.b.start_line))
+    return ClonesResult(found, n, m, total, len(pairs), threshold, str(model.folder), model.precision, warnings)
+
+
+def _first_pairs(n: int, m: int, same: bool, limit: int) -> list[tuple[int, int]]:
+    """Pair indices in order (row by row), at most ``limit`` of them, without building the ones past it."""
+    pairs: list[tuple[int, int]] = []
+    for i in range(n):
+        for j in range(i + 1 if same else 0, m):
+            if len(pairs) == limit:
+                return pairs
+            pairs.append((i, j))
+    return pairs
+
+
+def clones_text(result: ClonesResult) -> str:
+    lines = [f"{c.probability:.3f}  {c.a.where} {c.a.name}  ~  {c.b.where} {c.b.name}" for c in result.pairs]
+    lines.append(
+        f"{len(result.pairs)} of {result.scored_pairs} scored pair(s) at or above {result.threshold:g} "
+        f"({result.functions_a} x {result.functions_b} function(s); model {result.model}, {result.precision})"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def clones_json(result: ClonesResult) -> str:
+    out = {k: getattr(result, k) for k in ("model", "precision", "threshold", "functions_a", "functions_b",
+                                           "candidate_pairs", "scored_pairs")}
+    out["warnings"] = result.warnings
+    out["pairs"] = [{"a": _function_json(c.a), "b": _function_json(c.b), "probability": round(c.probability, 6)}
+                    for c in result.pairs]
+    return json.dumps(out, indent=2) + "\n"

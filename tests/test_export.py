@@ -1,0 +1,100 @@
+"""ONNX export: graphs, int8, sizes that count every file, parity against PyTorch, and atomic output."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from avatar.errors import AvatarError
+from avatar.export import ExportConfig, export, graph_and_data_files
+from avatar.modeling import load_classifier
+from avatar.runtime import MANIFEST, ExportedModel
+from avatar.tasks import get_task
+from avatar.trainer import encode, predict_logits
+
+
+def _manifest(folder):
+    return json.loads((folder / MANIFEST).read_text())
+
+
+@pytest.mark.parametrize("task", ["defect", "clone"])
+def test_export_matches_pytorch_in_fp32_and_int8(exports, task):
+    m = _manifest(exports[task])
+    assert m["task"] == task and m["precisions"] == ["fp32", "int8"]
+    assert m["parity"]["fp32"]["max_prob_diff"] < 1e-4 and m["parity"]["fp32"]["agreement"] == 1.0
+    assert m["parity"]["int8"]["max_prob_diff"] < 0.1 and m["parity"]["int8"]["agreement"] >= 0.95
+    # the runtime's logits, checked here independently of the export's own parity code
+    t = get_task(task)
+    model, tokenizer = load_classifier(exports[f"{task}-model"], t)
+    test = t.load(exports[f"{task}-data"]).test
+    reference = predict_logits(model, encode(tokenizer, test, 64))
+    got = ExportedModel(exports[task], "fp32").logits([ex.texts for ex in test])
+    np.testing.assert_allclose(got, reference, atol=1e-5)
+
+
+def test_sizes_count_every_file_a_precision_needs(exports):
+    folder = exports["clone"]
+    m = _manifest(folder)
+    for precision, size in m["sizes"].items():
+        assert size["bytes"] == sum((folder / f).stat().st_size for f in size["files"])
+        assert "tokenizer.json" in size["files"]
+    assert set(m["sizes"]["int8"]["files"]) == {"tokenizer.json", "encoder.int8.onnx", "head.int8.onnx"}
+    assert (folder / "encoder.int8.onnx").stat().st_size < (folder / "encoder.onnx").stat().st_size
+    assert set(m["files"]) == {p.name for p in folder.iterdir()} - {MANIFEST}
+
+
+def test_external_weights_are_counted_listed_and_loaded(tmp_path, exports):
+    data = get_task("defect").load(exports["defect-data"])
+    m = export(exports["defect-model"], tmp_path / "ext", data.test, ExportConfig(int8=True, external_data_mb=0))
+    files = m["sizes"]["fp32"]["files"]
+    assert "model.onnx.data" in files and "model.int8.onnx.data" in m["sizes"]["int8"]["files"]
+    assert [p.name for p in graph_and_data_files(tmp_path / "ext" / "model.onnx")] == ["model.onnx", "model.onnx.data"]
+    assert m["sizes"]["fp32"]["bytes"] == sum((tmp_path / "ext" / f).stat().st_size for f in files)
+    assert (tmp_path / "ext" / "model.onnx.data").stat().st_size > (tmp_path / "ext" / "model.onnx").stat().st_size
+    assert m["parity"]["fp32"]["max_prob_diff"] < 1e-4 and "model.onnx.data" in m["files"]
+
+
+def test_failed_parity_writes_nothing(tmp_path, exports):
+    data = get_task("defect").load(exports["defect-data"])
+    with pytest.raises(AvatarError, match="int8 export fails parity.*nothing written"):
+        export(exports["defect-model"], tmp_path / "out", data.test, ExportConfig(int8=True, max_prob_diff=0.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reexport_replaces_an_export_but_never_another_folder(tmp_path, exports):
+    data = get_task("defect").load(exports["defect-data"])
+    out = tmp_path / "out"
+    export(exports["defect-model"], out, data.test[:4])
+    assert _manifest(out)["precisions"] == ["fp32"] and _manifest(out)["parity"]["fp32"]["examples"] == 4
+    export(exports["defect-model"], out, data.test[:4], ExportConfig(int8=True))
+    assert _manifest(out)["precisions"] == ["fp32", "int8"]
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(AvatarError, match="not empty and was not written by Avatar"):
+        export(exports["defect-model"], other, data.test[:4])
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_bad_inputs_are_clear_errors(tmp_path, exports):
+    data = get_task("defect").load(exports["defect-data"])
+    with pytest.raises(AvatarError, match="not an Avatar model folder"):
+        export(tmp_path, tmp_path / "out", data.test)
+    with pytest.raises(AvatarError, match="min agreement must be in"):
+        export(exports["defect-model"], tmp_path / "out", data.test, ExportConfig(min_agreement=2))
+    with pytest.raises(AvatarError, match="at least one example"):
+        export(exports["defect-model"], tmp_path / "out", [])
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_export_keeps_the_dynamic_axes(exports):
+    """Batches and lengths other than the example the exporter traced with (2 x 16)."""
+    model = ExportedModel(exports["defect"], "fp32")
+    texts = [("void f ( ) { " + "v1 " * n + "}",) for n in (0, 3, 40, 200)]  # 200 words: truncated at 64 tokens
+    torch_model, tokenizer = load_classifier(exports["defect-model"], get_task("defect"))
+    from avatar.tasks import Example
+
+    reference = predict_logits(torch_model, encode(tokenizer, [Example(str(i), t, 0) for i, t in enumerate(texts)], 64))
+    np.testing.assert_allclose(model.logits(texts, batch_size=3), reference, atol=1e-5)

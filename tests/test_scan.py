@@ -1,0 +1,132 @@
+"""avatar scan and avatar clones: what is found, scored, sorted, bounded and reported (text, JSON, SARIF)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+from avatar.cli import app
+from avatar.errors import AvatarError
+from avatar.runtime import ExportedModel
+from avatar.scan import clones, clones_json, scan, scan_json, scan_sarif, scan_text
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CODE = FIXTURES / "code"
+runner = CliRunner()
+
+
+def test_scan_scores_every_function_riskiest_first(exports):
+    model = ExportedModel(exports["defect"])
+    result = scan([CODE / "c"], model, threshold=0.0)
+    assert result.files == 2 and len(result.scored) == 10
+    probs = [s.probability for s in result.scored]
+    assert probs == sorted(probs, reverse=True)
+    direct = model.probabilities([(s.function.code,) for s in result.scored])
+    assert probs == pytest.approx(list(direct), abs=1e-6)  # batched by length, scored as one
+    cut = sorted(probs)[5]
+    assert [s.probability for s in scan([CODE / "c"], model, threshold=cut).flagged] == probs[:5]
+
+
+def test_text_and_json_reports(exports):
+    result = scan([CODE / "c" / "sub" / "copy.c"], ExportedModel(exports["defect"]), threshold=0.0)
+    text = scan_text(result).splitlines()
+    assert len(text) == 3 and text[-1].startswith("2 of 2 function(s) in 1 file(s) at or above 0")
+    assert {line.split()[1] for line in text[:2]} == {f"{CODE}/c/sub/copy.c:3-6", f"{CODE}/c/sub/copy.c:8-16"}
+    doc = json.loads(scan_json(result))
+    assert doc["functions"] == 2 and doc["precision"] == "int8"
+    assert {(r["name"], r["start_line"], r["end_line"]) for r in doc["results"]} == {("copy_name", 3, 6), ("main", 8, 16)}
+
+
+def test_sarif_has_the_required_structure(exports, tmp_path, monkeypatch):
+    monkeypatch.chdir(CODE)  # paths under the working folder become relative URIs on %SRCROOT%
+    result = scan([Path("c")], ExportedModel(exports["defect"]), threshold=0.0, warn=lambda m: None)
+    log = json.loads(scan_sarif(result))
+    schema = json.loads((FIXTURES / "sarif-2.1.0-required.schema.json").read_text())
+    jsonschema.validate(log, schema, format_checker=jsonschema.FormatChecker())
+    results = log["runs"][0]["results"]
+    assert len(results) == 10
+    by_name = {r["locations"][0]["logicalLocations"][0]["name"]: r for r in results}
+    loc = by_name["old_style"]["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"] == {"uri": "c/tricky.c", "uriBaseId": "%SRCROOT%"}
+    assert loc["region"] == {"startLine": 14, "endLine": 19}
+    assert all(r["ruleId"] == log["runs"][0]["tool"]["driver"]["rules"][r["ruleIndex"]]["id"] for r in results)
+    assert log["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"].endswith("/")
+
+
+def test_sarif_rejects_what_is_not_sarif():
+    """The schema the test above relies on can fail: a result without a message, a line 0, a wrong version."""
+    schema = json.loads((FIXTURES / "sarif-2.1.0-required.schema.json").read_text())
+    good = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "x"}}, "results": [
+        {"message": {"text": "m"}, "locations": [{"physicalLocation": {"artifactLocation": {"uri": "a.c"}, "region": {"startLine": 1}}}]}]}]}
+    jsonschema.validate(good, schema)
+    for broken in ({**good, "version": "2.0.0"},
+                   {"version": "2.1.0", "runs": [{"tool": {"driver": {}}}]},
+                   {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "x"}}, "results": [{"ruleId": "r"}]}]},
+                   json.loads(json.dumps(good).replace('"startLine": 1', '"startLine": 0'))):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
+
+
+def test_scan_needs_a_defect_model_and_a_probability(exports):
+    with pytest.raises(AvatarError, match="avatar scan needs a defect model; this one was trained for clone"):
+        scan([CODE / "c"], ExportedModel(exports["clone"]))
+    with pytest.raises(AvatarError, match="--threshold must be a probability"):
+        scan([CODE / "c"], ExportedModel(exports["defect"]), threshold=1.5)
+
+
+def test_clones_across_two_folders(exports):
+    model = ExportedModel(exports["clone"], "fp32")  # int8 scores move slightly with what else is in the batch
+    result = clones([CODE / "java" / "a"], [CODE / "java" / "b"], model, threshold=0.0)
+    assert (result.functions_a, result.functions_b, result.candidate_pairs, result.scored_pairs) == (5, 2, 10, 10)
+    probs = [c.probability for c in result.pairs]
+    assert probs == sorted(probs, reverse=True) and len(probs) == 10
+    pair = next(c for c in result.pairs if (c.a.name, c.b.name) == ("Sorter.bubbleSort", "Other.sortDescending"))
+    assert pair.probability == pytest.approx(float(model.probabilities([(pair.a.code, pair.b.code)])[0]), abs=1e-5)
+    doc = json.loads(clones_json(result))
+    assert doc["scored_pairs"] == 10 and doc["pairs"][0]["a"]["path"].endswith("Sorter.java")
+
+
+def test_clones_within_one_folder_and_the_pair_bound(exports):
+    model = ExportedModel(exports["clone"])
+    within = clones([CODE / "java"], [CODE / "java"], model, threshold=0.0)
+    assert within.candidate_pairs == 21 and within.scored_pairs == 21  # 7 functions, each unordered pair once
+    assert all((c.a.path, c.a.start_line) != (c.b.path, c.b.start_line) for c in within.pairs)
+    warnings = []
+    cut = clones([CODE / "java"], [CODE / "java"], model, threshold=0.0, max_pairs=5, warn=warnings.append)
+    assert cut.scored_pairs == 5 and cut.candidate_pairs == 21
+    assert warnings == ["scored the first 5 of 21 function pairs (--max-pairs 5); narrow A or B, or raise the bound"]
+    with pytest.raises(AvatarError, match="avatar clones needs a clone model"):
+        clones([CODE / "java"], [CODE / "java"], ExportedModel(exports["defect"]))
+
+
+def test_cli_scan_writes_sarif_and_reports_errors_in_one_line(exports, tmp_path):
+    out = tmp_path / "report.sarif"
+    r = runner.invoke(app, ["scan", str(CODE / "c"), "--model", str(exports["defect"]), "--format", "sarif", "-o", str(out),
+                            "--threshold", "0"])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(out.read_text())["runs"][0]["results"]) == 10
+    for args, message in (
+        (["scan", str(tmp_path / "nope.c"), "--model", str(exports["defect"])], "no such file or folder"),
+        (["scan", str(CODE / "c"), "--model", str(tmp_path / "missing")], "model folder not found"),
+        (["scan", str(CODE / "c"), "--model", str(exports["defect"]), "--format", "xml"], "--format must be one of"),
+        (["scan", str(CODE / "c"), "--model", str(exports["defect"]), "--precision", "fp16"], "--precision must be one of"),
+        (["clones", str(CODE / "java"), str(CODE / "java"), "--model", str(exports["defect"])], "needs a clone model"),
+    ):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 1 and isinstance(r.exception, AvatarError) and message in str(r.exception), (args, r.output)
+
+
+def test_cli_default_model_is_the_compress_run(exports, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AVATAR_MODEL", raising=False)
+    r = runner.invoke(app, ["scan", str(CODE / "c")])
+    assert isinstance(r.exception, AvatarError) and "no model at avatar-run: run `avatar compress` first" in str(r.exception)
+    import shutil
+
+    shutil.copytree(exports["defect"], tmp_path / "avatar-run" / "onnx")
+    r = runner.invoke(app, ["scan", str(CODE / "c"), "--threshold", "0"])
+    assert r.exit_code == 0 and "10 of 10 function(s) in 2 file(s)" in r.output
