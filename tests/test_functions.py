@@ -33,7 +33,7 @@ def test_c_functions_with_macros_k_and_r_and_braces_in_strings_and_comments():
         ("copy.c", "copy_name", 3, 6),  # sub-folder; declarations without a body are not functions
         ("copy.c", "main", 8, 16),
     ]
-    assert files == 2 and warnings == []  # notes.txt is not C, .hidden is skipped
+    assert files == 2 and warnings == []  # notes.txt is not C
 
 
 def test_function_text_is_the_whole_definition():
