@@ -160,7 +160,10 @@ def _saved_classifier(folder: Path, task_name: str, encoder: Path) -> Path:
     from avatar.modeling import load_pretrained, save_classifier
     from avatar.tasks import get_task
 
+    import torch
+
     task = get_task(task_name)
+    torch.manual_seed(0)  # the fresh head: the same whichever tests ran before
     model, tokenizer = load_pretrained(task, str(encoder))
     save_classifier(model, tokenizer, task, folder)
     return folder

@@ -82,7 +82,7 @@ def test_bad_inputs_are_clear_errors(tmp_path, exports):
     data = get_task("defect").load(exports["defect-data"])
     with pytest.raises(AvatarError, match="not an Avatar model folder"):
         export(tmp_path, tmp_path / "out", data.test)
-    with pytest.raises(AvatarError, match="min agreement must be in"):
+    with pytest.raises(AvatarError, match=r"min_agreement \(--min-agreement\) must be in"):
         export(exports["defect-model"], tmp_path / "out", data.test, ExportConfig(min_agreement=2))
     with pytest.raises(AvatarError, match="at least one example"):
         export(exports["defect-model"], tmp_path / "out", [])
@@ -98,3 +98,28 @@ def test_the_export_keeps_the_dynamic_axes(exports):
 
     reference = predict_logits(torch_model, encode(tokenizer, [Example(str(i), t, 0) for i, t in enumerate(texts)], 64))
     np.testing.assert_allclose(model.logits(texts, batch_size=3), reference, atol=1e-5)
+
+
+def test_nan_outputs_fail_parity(exports):
+    """A NaN compares false with any bound: it must count as the largest difference, not slip through."""
+    t = get_task("defect")
+    model, tokenizer = load_classifier(exports["defect-model"], t)
+    test = t.load(exports["defect-data"]).test[:6]
+
+    class Broken:
+        def probabilities(self, examples):
+            return np.full(len(examples), np.nan)
+
+    from avatar.export import parity
+
+    assert parity(model, tokenizer, t, Broken(), test)["max_prob_diff"] == float("inf")
+
+
+def test_a_folder_with_a_foreign_avatar_json_is_not_replaced(tmp_path, exports):
+    data = get_task("defect").load(exports["defect-data"])
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "avatar.json").write_text('{"name": "my avatar picture settings"}')
+    with pytest.raises(AvatarError, match="avatar.json that is not an Avatar export"):
+        export(exports["defect-model"], out, data.test[:4])
+    assert (out / "avatar.json").read_text() == '{"name": "my avatar picture settings"}'

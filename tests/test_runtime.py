@@ -109,10 +109,12 @@ BLOCK_TRAINING_MODULES = textwrap.dedent("""
     from importlib.abc import MetaPathFinder
 
     BLOCKED = {"torch", "transformers", "sklearn", "safetensors", "onnx", "z3", "pymoo", "codecarbon", "matplotlib"}
+    ATTEMPTED = []  # even an import that is caught and worked around is a failure of the runtime path
 
     class Block(MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:
+                ATTEMPTED.append(name)
                 raise ModuleNotFoundError(f"No module named {name!r} (blocked: runtime-only install)", name=name)
 
     sys.meta_path.insert(0, Block())
@@ -128,18 +130,45 @@ def test_scanning_never_imports_torch(exports, tmp_path):
              "-o", {str(scan_out)!r}], standalone_mode=False)
         app(["clones", {str(src)!r}, {str(src)!r}, "--model", {str(exports["clone"])!r}, "--threshold", "0",
              "--format", "json", "-o", {str(clones_out)!r}], standalone_mode=False)
-        print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
+        print("ATTEMPTED", ATTEMPTED)
     """)
     src.mkdir()
     (src / "a.c").write_text("int f(int x) { return x; }\nint g(void) { return 1; }\n")
     (src / "A.java").write_text("class A { int f() { return 1; } int g() { return 2; } }\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "LOADED []" in out.stdout
+    assert "ATTEMPTED []" in out.stdout
     scan = json.loads(scan_out.read_text())
     assert scan["functions"] == 2 and sorted(r["name"] for r in scan["results"]) == ["f", "g"]
     pairs = json.loads(clones_out.read_text())["pairs"]
     assert [(p["a"]["name"], p["b"]["name"]) for p in pairs] == [("A.f", "A.g")]
+
+
+def test_scanning_with_the_training_install_present_still_leaves_torch_alone(exports, tmp_path):
+    (tmp_path / "a.c").write_text("int f(int x) { return x; }\n")
+    code = textwrap.dedent(f"""
+        import sys
+        from avatar.cli import app
+        app(["scan", {str(tmp_path)!r}, "--model", {str(exports["defect"])!r}, "--threshold", "0"], standalone_mode=False)
+        print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "sklearn")))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "LOADED []" in out.stdout and "1 of 1 function(s)" in out.stdout
+
+
+def test_corrupt_external_weights_are_caught(exports, tmp_path):
+    from avatar.export import ExportConfig, export
+    from avatar.tasks import get_task
+
+    test = get_task("defect").load(exports["defect-data"]).test[:4]
+    export(exports["defect-model"], tmp_path / "ext", test, ExportConfig(external_data_mb=0))
+    data = tmp_path / "ext" / "model.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[-1] ^= 0x01
+    data.write_bytes(bytes(raw))
+    with pytest.raises(AvatarError, match=r"model\.onnx\.data: model file is corrupt"):
+        ExportedModel(tmp_path / "ext")
 
 
 def test_a_training_command_without_the_training_install_says_so(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -22,13 +23,14 @@ runner = CliRunner()
 def test_scan_scores_every_function_riskiest_first(exports):
     model = ExportedModel(exports["defect"])
     result = scan([CODE / "c"], model, threshold=0.0)
-    assert result.files == 2 and len(result.scored) == 10
+    assert result.files == 3 and len(result.scored) == 16
     probs = [s.probability for s in result.scored]
     assert probs == sorted(probs, reverse=True)
     direct = model.probabilities([(s.function.code,) for s in result.scored])
     assert probs == pytest.approx(list(direct), abs=1e-6)  # batched by length, scored as one
     cut = sorted(probs)[5]
-    assert [s.probability for s in scan([CODE / "c"], model, threshold=cut).flagged] == probs[:5]
+    flagged = [s.probability for s in scan([CODE / "c"], model, threshold=cut).flagged]
+    assert flagged == [p for p in probs if p >= cut] and 0 < len(flagged) < 16
 
 
 def test_text_and_json_reports(exports):
@@ -46,9 +48,11 @@ def test_sarif_has_the_required_structure(exports, tmp_path, monkeypatch):
     result = scan([Path("c")], ExportedModel(exports["defect"]), threshold=0.0, warn=lambda m: None)
     log = json.loads(scan_sarif(result))
     schema = json.loads((FIXTURES / "sarif-2.1.0-required.schema.json").read_text())
-    jsonschema.validate(log, schema, format_checker=jsonschema.FormatChecker())
+    checker = jsonschema.FormatChecker()
+    assert "uri-reference" in checker.checkers  # rfc3986-validator is installed: URI formats are really checked
+    jsonschema.validate(log, schema, format_checker=checker)
     results = log["runs"][0]["results"]
-    assert len(results) == 10
+    assert len(results) == 16
     by_name = {r["locations"][0]["logicalLocations"][0]["name"]: r for r in results}
     loc = by_name["old_style"]["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"] == {"uri": "c/tricky.c", "uriBaseId": "%SRCROOT%"}
@@ -66,9 +70,11 @@ def test_sarif_rejects_what_is_not_sarif():
     for broken in ({**good, "version": "2.0.0"},
                    {"version": "2.1.0", "runs": [{"tool": {"driver": {}}}]},
                    {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "x"}}, "results": [{"ruleId": "r"}]}]},
-                   json.loads(json.dumps(good).replace('"startLine": 1', '"startLine": 0'))):
+                   json.loads(json.dumps(good).replace('"startLine": 1', '"startLine": 0')),
+                   json.loads(json.dumps(good).replace('"startLine"', '"startline"')),  # misspelt: SARIF has no such property
+                   json.loads(json.dumps(good).replace('"uri": "a.c"', '"uri": "a b\\\\c"'))):  # not a URI reference
         with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate(broken, schema)
+            jsonschema.validate(broken, schema, format_checker=jsonschema.FormatChecker())
 
 
 def test_scan_needs_a_defect_model_and_a_probability(exports):
@@ -103,12 +109,24 @@ def test_clones_within_one_folder_and_the_pair_bound(exports):
         clones([CODE / "java"], [CODE / "java"], ExportedModel(exports["defect"]))
 
 
+def test_clones_never_pair_a_function_with_itself_when_a_and_b_overlap(exports):
+    model = ExportedModel(exports["clone"], "fp32")
+    a_file = CODE / "java" / "a" / "Sorter.java"
+    overlap = clones([CODE / "java"], [a_file], model, threshold=0.0)
+    # 7 x 5 pairs, less the 5 self-pairs and the 10 pairs of Sorter.java found from both sides twice
+    assert overlap.candidate_pairs == overlap.scored_pairs == 7 * 5 - 5 - 10
+    keys = [frozenset({(c.a.path, c.a.start_line), (c.b.path, c.b.start_line)}) for c in overlap.pairs]
+    assert all(len(k) == 2 for k in keys) and len(set(keys)) == len(keys)
+    relative = clones([CODE / "java" / "a"], [Path(os.path.relpath(CODE / "java" / "a"))], model, threshold=0.0)
+    assert relative.candidate_pairs == 10  # the same folder named two ways
+
+
 def test_cli_scan_writes_sarif_and_reports_errors_in_one_line(exports, tmp_path):
     out = tmp_path / "report.sarif"
     r = runner.invoke(app, ["scan", str(CODE / "c"), "--model", str(exports["defect"]), "--format", "sarif", "-o", str(out),
                             "--threshold", "0"])
     assert r.exit_code == 0, r.output
-    assert len(json.loads(out.read_text())["runs"][0]["results"]) == 10
+    assert len(json.loads(out.read_text())["runs"][0]["results"]) == 16
     for args, message in (
         (["scan", str(tmp_path / "nope.c"), "--model", str(exports["defect"])], "no such file or folder"),
         (["scan", str(CODE / "c"), "--model", str(tmp_path / "missing")], "model folder not found"),
@@ -129,4 +147,20 @@ def test_cli_default_model_is_the_compress_run(exports, tmp_path, monkeypatch):
 
     shutil.copytree(exports["defect"], tmp_path / "avatar-run" / "onnx")
     r = runner.invoke(app, ["scan", str(CODE / "c"), "--threshold", "0"])
-    assert r.exit_code == 0 and "10 of 10 function(s) in 2 file(s)" in r.output
+    assert r.exit_code == 0 and "16 of 16 function(s) in 3 file(s)" in r.output
+
+
+def test_cli_output_errors_are_one_line_exit_2(exports, tmp_path, capsys, monkeypatch):
+    import sys
+
+    from avatar.cli import main
+
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    for target, message in ((tmp_path, f"error: {tmp_path}: output is a folder; give a file name"),
+                            (tmp_path / "file.txt" / "x.sarif", f"error: {tmp_path / 'file.txt'}: ")):  # the OS refuses
+        monkeypatch.setattr(sys, "argv", ["avatar", "scan", str(CODE / "c"), "--model", str(exports["defect"]), "-o", str(target)])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(message), err
+    assert (tmp_path / "file.txt").read_text() == "a file, not a folder"

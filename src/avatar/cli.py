@@ -27,17 +27,20 @@ TaskOpt = Annotated[str, typer.Option("--task", help="defect (Devign) or clone (
 DataOpt = Annotated[Path | None, typer.Option("--data", help="data folder in CodeXGLUE format [default: built-in sample]")]
 
 
+RUNTIME_COMMANDS = ("scan", "clones")  # torch-free: they must not import transformers (which imports torch)
+
+
 @app.callback()
-def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False) -> None:
+def _setup(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # the runtime-only install: scan and clones need no transformers
+    if ctx.invoked_subcommand in RUNTIME_COMMANDS:
         return
+    from transformers.utils import logging as hf_logging
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
@@ -487,8 +490,12 @@ def _exported(model: Path | None, precision: str | None):
 
     if precision is not None and precision not in PRECISIONS:
         raise AvatarError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if model is None and os.environ.get("AVATAR_MODEL"):
+        model = Path(os.environ["AVATAR_MODEL"])
+        if not model.exists():
+            raise AvatarError("model folder not found (set by $AVATAR_MODEL)", model)
     if model is None:
-        model = Path(os.environ.get("AVATAR_MODEL") or "avatar-run")
+        model = Path("avatar-run")
         if not model.exists():
             raise AvatarError(
                 f"no model at {model}: run `avatar compress` first (it exports RUN/onnx) or pass --model DIR"
@@ -502,6 +509,8 @@ def _write(text: str, output: Path | None) -> None:
         return
     from avatar._io import write_text_atomic
 
+    if output.is_dir():
+        raise AvatarError("output is a folder; give a file name", output)
     write_text_atomic(output, text)
     err_console.print(f"wrote {output}")
 
@@ -597,7 +606,8 @@ def report(run: Annotated[Path, typer.Argument(help="run directory of avatar com
     console.print(f"wrote {run / written['report']} and {', '.join(written['plots']) or 'no plots'}")
 
 
-TRAINING_MODULES = ("torch", "transformers", "sklearn", "safetensors", "z3", "pymoo", "codecarbon", "matplotlib", "onnx")
+TRAINING_MODULES = ("torch", "transformers", "sklearn", "safetensors", "z3", "pymoo", "codecarbon", "matplotlib", "onnx",
+                    "onnxscript", "onnx_ir")
 
 
 def main() -> None:
@@ -609,8 +619,16 @@ def main() -> None:
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in TRAINING_MODULES:
             raise
-        err_console.print(
-            f"[red]error:[/red] this command needs the training install (missing {e.name}): "
-            + escape("pip install torch==2.13.0 && pip install 'avatar-distill[train]'"), highlight=False, soft_wrap=True,
-        )
+        _training_install_error(e)
+    except OSError as e:  # the machine refused: a path that is a folder, no permission, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        err_console.print(f"[red]error:[/red] {escape(where + (e.strerror or str(e)))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+def _training_install_error(e: ModuleNotFoundError) -> None:
+    err_console.print(
+        f"[red]error:[/red] this command needs the training install (missing {e.name}): "
+        + escape("pip install torch==2.13.0 && pip install 'avatar-distill[train]'"), highlight=False, soft_wrap=True,
+    )
+    sys.exit(2)

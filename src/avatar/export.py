@@ -26,7 +26,7 @@ from avatar import __version__
 from avatar._io import atomic_dir, sha256_file, write_json_atomic
 from avatar.errors import AvatarError
 from avatar.modeling import Classifier, PairClassifier, load_classifier, model_max_length, saved_task
-from avatar.runtime import FORMAT, MANIFEST, TOKENIZER, ExportedModel, graph_files, positive_probability
+from avatar.runtime import FORMAT, MANIFEST, TOKENIZER, ExportedModel, graph_files, positive_probability, read_manifest
 from avatar.tasks import Example, Task
 from avatar.trainer import encode, predict_logits
 
@@ -45,11 +45,11 @@ class ExportConfig:
 
     def check(self) -> None:
         if self.parity_examples < 1:
-            raise AvatarError(f"parity examples must be at least 1, got {self.parity_examples}")
+            raise AvatarError(f"parity_examples (--parity-examples) must be at least 1, got {self.parity_examples}")
         if not 0 <= self.max_prob_diff <= 1:
-            raise AvatarError(f"max probability difference must be in [0, 1], got {self.max_prob_diff}")
+            raise AvatarError(f"max_prob_diff (--max-prob-diff) must be in [0, 1], got {self.max_prob_diff}")
         if not 0 <= self.min_agreement <= 1:
-            raise AvatarError(f"min agreement must be in [0, 1], got {self.min_agreement}")
+            raise AvatarError(f"min_agreement (--min-agreement) must be in [0, 1], got {self.min_agreement}")
 
 
 class _SequenceGraph(nn.Module):
@@ -124,7 +124,7 @@ def _export_graph(module: nn.Module, inputs: tuple, axes: dict, output: str, pat
         )
     proto = program.model_proto
     _strip(proto)
-    weights = sum(p.numel() * p.element_size() for p in module.parameters())
+    weights = sum(len(t.raw_data) for t in proto.graph.initializer)
     external = weights > external_data_mb * 1e6
     onnx.save_model(proto, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
                     location=path.name + ".data", size_threshold=1024)
@@ -133,11 +133,12 @@ def _export_graph(module: nn.Module, inputs: tuple, axes: dict, output: str, pat
 def _quantize(src: Path, dst: Path, external: bool) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.disable(logging.WARNING)  # it suggests its optional pre-processing step through the root logger
+    before = logging.root.manager.disable
+    logging.disable(max(before, logging.WARNING))  # it suggests its optional pre-processing step through the root logger
     try:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, use_external_data_format=external)
     finally:
-        logging.disable(logging.NOTSET)
+        logging.disable(before)
 
 
 def graph_and_data_files(path: Path) -> list[Path]:
@@ -160,6 +161,7 @@ def parity(model: Classifier, tokenizer, task: Task, exported: ExportedModel, ex
     reference = positive_probability(predict_logits(model, encode(tokenizer, examples, model_max_length(model))))
     got = exported.probabilities([ex.texts for ex in examples])
     diff = np.abs(got - reference)
+    diff[~np.isfinite(got)] = np.inf  # a NaN compares false with any bound: count it as the worst difference
     return {
         "examples": len(examples),
         "max_prob_diff": float(diff.max()),
@@ -180,7 +182,13 @@ def export(model_dir: Path, out: Path, examples: Sequence[Example], config: Expo
     max_length = model_max_length(model)
     examples = list(examples[: config.parity_examples])
     precisions = ["fp32", "int8"] if config.int8 else ["fp32"]
-    with atomic_dir(Path(out), mark=MANIFEST) as tmp:
+    out = Path(out)
+    if (out / MANIFEST).is_file():
+        try:
+            read_manifest(out)
+        except AvatarError:
+            raise AvatarError("output folder holds an avatar.json that is not an Avatar export; choose another --out", out) from None
+    with atomic_dir(out, mark=MANIFEST) as tmp:
         backend = tokenizer.backend_tokenizer
         backend.no_truncation()  # the runtime sets its own; the saved file must not carry a call's settings
         backend.no_padding()
@@ -218,11 +226,13 @@ def export(model_dir: Path, out: Path, examples: Sequence[Example], config: Expo
             result = parity(model, tokenizer, task, ExportedModel(tmp, precision), examples)
             result.update(max_allowed_prob_diff=bound, min_allowed_agreement=agreement)
             manifest["parity"][precision] = result
-            if result["max_prob_diff"] > bound or result["agreement"] < agreement:
+            if not (result["max_prob_diff"] <= bound and result["agreement"] >= agreement):
+                remedy = ("loosen --max-prob-diff / --min-agreement or export without --int8" if precision == "int8"
+                          else "fp32 should match PyTorch: an exporter bug for this architecture")
                 raise AvatarError(
                     f"{precision} export fails parity on {len(examples)} examples: max probability difference "
                     f"{result['max_prob_diff']:.4g} (allowed {bound:g}), agreement {result['agreement']:.4f} "
-                    f"(required {agreement:g}); nothing written", out
+                    f"(required {agreement:g}); nothing written ({remedy})", out
                 )
         manifest["config"] = asdict(config)
         write_json_atomic(tmp / MANIFEST, manifest)

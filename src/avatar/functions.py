@@ -1,14 +1,16 @@
 """Find the functions in C/C++ and Java source files with tree-sitter: what ``avatar scan`` and ``avatar clones`` score.
 
 Functions are found in the syntax tree, not by matching text, so braces in strings and comments, K&R-style
-parameter declarations, attribute macros and ``#ifdef`` blocks do not confuse it. tree-sitter recovers from
-what it cannot parse (unknown macros, C++ read with the C grammar), so a file with errors still yields the
+parameter declarations, attribute macros and ``#ifdef`` blocks do not confuse it. C files (and ``.h``) are
+read with the C grammar, C++ files with the C++ one (namespaces, classes, templates, ``extern "C"``).
+tree-sitter recovers from what it cannot parse (unknown macros), so a file with errors still yields the
 functions it can see. Source files are read as bytes; line numbers are 1-based.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -16,15 +18,16 @@ from pathlib import Path
 
 from avatar.errors import AvatarError
 
-LANGUAGES = ("c", "java")
-EXTENSIONS = {
-    "c": (".c", ".h", ".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx", ".h++"),
-    "java": (".java",),
-}
+LANGUAGES = ("c", "cpp", "java")
+CPP_EXTENSIONS = (".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx", ".h++")
+EXTENSIONS = {"c": (".c", ".h", *CPP_EXTENSIONS), "java": (".java",)}  # by what the user asks for: C/C++, or Java
 FUNCTION_NODES = {
     "c": ("function_definition",),
+    "cpp": ("function_definition",),
     "java": ("method_declaration", "constructor_declaration", "compact_constructor_declaration"),
 }
+C_NAMES = ("identifier", "field_identifier", "destructor_name", "operator_name", "qualified_identifier", "template_function")
+CPP_SCOPES = ("namespace_definition", "class_specifier", "struct_specifier", "union_specifier")
 JAVA_TYPES = ("class_declaration", "interface_declaration", "enum_declaration", "record_declaration")
 DEFAULT_MAX_BYTES = 1 << 20  # larger files are skipped: generated code, amalgamations
 BINARY_SNIFF = 8192  # bytes looked at for a NUL, which text source never has
@@ -37,6 +40,7 @@ class Function:
     start_line: int  # 1-based, first line of the definition
     end_line: int  # 1-based, line of its closing brace
     code: str  # the definition's text, as the model reads it
+    start_column: int = 1  # 1-based byte column where the definition starts (two can share a line)
 
     @property
     def where(self) -> str:
@@ -49,6 +53,8 @@ def _parser(language: str):
 
     if language == "c":
         import tree_sitter_c as grammar
+    elif language == "cpp":
+        import tree_sitter_cpp as grammar
     elif language == "java":
         import tree_sitter_java as grammar
     else:
@@ -61,15 +67,16 @@ def _text(source: bytes, node) -> str:
 
 
 def _c_name(source: bytes, node) -> str:
-    """The declared name: the innermost identifier of the declarator chain (through pointers, parentheses,
-    attributes, function-pointer returns); for a macro-made header such as ``DEFINE_OP(add) {`` the header's text."""
+    """The declared name: the innermost name of the declarator chain (through pointers, references, parentheses,
+    attributes, function-pointer returns), C++ names qualified by their namespaces and classes; for a
+    macro-made header such as ``DEFINE_OP(add) {`` the header's text."""
     declarator = node.child_by_field_name("declarator")
     seen_function = False
     current = declarator
     while current is not None:
-        if current.type in ("identifier", "field_identifier", "type_identifier"):
+        if current.type in C_NAMES:
             if seen_function:
-                return _text(source, current)
+                return _cpp_scope(source, node) + _text(source, current)
             break
         seen_function |= current.type == "function_declarator"
         inner = current.child_by_field_name("declarator")
@@ -79,6 +86,17 @@ def _c_name(source: bytes, node) -> str:
     body = node.child_by_field_name("body")
     header = source[node.start_byte : body.start_byte if body is not None else node.end_byte]
     return " ".join(header.decode("utf-8", errors="replace").split()) or "<anonymous>"
+
+
+def _cpp_scope(source: bytes, node) -> str:
+    """``outer::inner::`` of the namespaces and classes around a C++ definition (empty in C)."""
+    parts = []
+    parent = node.parent
+    while parent is not None:
+        if parent.type in CPP_SCOPES and (name := parent.child_by_field_name("name")) is not None:
+            parts.append(_text(source, name))
+        parent = parent.parent
+    return "".join(p + "::" for p in reversed(parts))
 
 
 def _java_name(source: bytes, node) -> str:
@@ -103,12 +121,13 @@ def functions_in_source(source: bytes, language: str, path: str = "<string>") ->
         if node.type in kinds:
             if node.child_by_field_name("body") is None:  # abstract and interface methods
                 continue
-            name = _c_name(source, node) if language == "c" else _java_name(source, node)
-            found.append(Function(path, name, node.start_point[0] + 1, node.end_point[0] + 1, _text(source, node)))
-            if language == "c":
-                continue  # C has no nested functions; Java methods of anonymous and local classes are functions too
+            name = _java_name(source, node) if language == "java" else _c_name(source, node)
+            found.append(Function(path, name, node.start_point[0] + 1, node.end_point[0] + 1, _text(source, node),
+                                  node.start_point[1] + 1))
+            if language != "java":
+                continue  # no nested functions (C++ lambdas are part of theirs); Java's anonymous and local classes have methods
         stack.extend(reversed(node.children))
-    return sorted(found, key=lambda f: (f.start_line, f.end_line))
+    return sorted(found, key=lambda f: (f.start_line, f.start_column))
 
 
 def source_files(paths: Iterable[Path], language: str, warn: Callable[[str], None]) -> list[Path]:
@@ -139,9 +158,12 @@ def source_files(paths: Iterable[Path], language: str, warn: Callable[[str], Non
 def read_source(path: Path, max_bytes: int, warn: Callable[[str], None]) -> bytes | None:
     """The file's bytes, or None (with a warning) when it is too large, unreadable or binary."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            warn(f"{path}: skipped, {size} bytes is over the {max_bytes}-byte limit (--max-file-size)")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device never end
+            warn(f"{path}: skipped, not a regular file")
+            return None
+        if info.st_size > max_bytes:
+            warn(f"{path}: skipped, {info.st_size / 1024:.0f} KB is over the {max_bytes / 1024:.0f} KB limit (--max-file-size)")
             return None
         source = path.read_bytes()
     except OSError as e:
@@ -163,5 +185,6 @@ def find_functions(paths: Iterable[Path], language: str, warn: Callable[[str], N
         if source is None:
             continue
         read += 1
-        functions += functions_in_source(source, language, str(path))
+        grammar = "cpp" if language == "c" and path.suffix.lower() in CPP_EXTENSIONS else language
+        functions += functions_in_source(source, grammar, str(path))
     return functions, read

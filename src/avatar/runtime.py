@@ -77,13 +77,17 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def _check_file(folder: Path, name: str, manifest: dict) -> Path:
     """The file, after checking it is there and is the one the export wrote (its SHA-256)."""
     path = folder / name
     expected = manifest["files"].get(name)
     if not path.is_file():
         raise AvatarError("model file missing", path)
-    if expected is None:
+    if not isinstance(expected, dict):
         raise AvatarError(f"{name} is not listed in {MANIFEST}", folder)
     if sha256_file(path) != expected.get("sha256"):
         raise AvatarError("model file is corrupt (its SHA-256 differs from the export's); re-export the model", path)
@@ -97,7 +101,7 @@ def load_tokenizer(path: Path, max_length: int):
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises plain Exception on a malformed file
-        raise AvatarError(f"cannot load tokenizer: {str(e).splitlines()[0]}", path) from None
+        raise AvatarError(f"cannot load tokenizer: {_first_line(e)}", path) from None
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length)
     return tokenizer
@@ -129,18 +133,24 @@ class ExportedModel:
         if precision not in available:
             raise AvatarError(f"this export has no {precision} model (it has {', '.join(available) or 'none'})", self.folder)
         self.precision = precision
-        self.tokenizer = load_tokenizer(_check_file(self.folder, TOKENIZER, manifest), self.max_length)
+        graphs = graph_files(self.num_inputs, precision)
+        sizes = manifest.get("sizes", {}).get(precision, {})
+        listed = sizes.get("files") if isinstance(sizes, dict) else None
+        listed = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
+        for name in dict.fromkeys([TOKENIZER, *graphs.values(), *listed]):  # external weights too: ORT reads any bytes
+            _check_file(self.folder, name, manifest)
+        self.tokenizer = load_tokenizer(self.folder / TOKENIZER, self.max_length)
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
         self.sessions = {}
-        for role, name in graph_files(self.num_inputs, precision).items():
-            path = _check_file(self.folder, name, manifest)
+        for role, name in graphs.items():
+            path = self.folder / name
             try:
                 self.sessions[role] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
-                raise AvatarError(f"cannot load ONNX model: {str(e).splitlines()[0]}", path) from None
+                raise AvatarError(f"cannot load ONNX model: {_first_line(e)}", path) from None
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, special tokens included, truncated to the model's length."""

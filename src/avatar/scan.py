@@ -101,10 +101,9 @@ def scan_json(result: ScanResult) -> str:
 
 def _uri(path: str) -> tuple[str, str | None]:
     """A SARIF artifact URI: relative to the working folder (with %SRCROOT% as its base) where it lies under it."""
-    p = Path(path)
-    absolute = p.resolve()
+    absolute = Path(os.path.abspath(path))  # not resolve(): a symlinked file is reported where the user sees it
     try:
-        relative = absolute.relative_to(Path.cwd().resolve())
+        relative = absolute.relative_to(os.path.abspath(os.getcwd()))
     except ValueError:
         return absolute.as_uri(), None
     return quote(relative.as_posix()), "%SRCROOT%"
@@ -152,7 +151,7 @@ def scan_sarif(result: ScanResult) -> str:
                 "executionSuccessful": True,
                 "toolExecutionNotifications": [{"level": "warning", "message": {"text": w}} for w in result.warnings],
             }],
-            "originalUriBaseIds": {"%SRCROOT%": {"uri": Path.cwd().resolve().as_uri() + "/"}},
+            "originalUriBaseIds": {"%SRCROOT%": {"uri": Path(os.path.abspath(os.getcwd())).as_uri() + "/"}},
             "properties": {"model": result.model, "precision": result.precision, "threshold": result.threshold,
                            "functions": len(result.scored), "files": result.files},
             "results": results,
@@ -183,8 +182,9 @@ class ClonesResult:
 
 def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold: float = 0.5, max_pairs: int = 100_000,
            max_bytes: int = DEFAULT_MAX_BYTES, batch_size: int = 32, warn: Callable[[str], None] | None = None) -> ClonesResult:
-    """Java function pairs across ``a`` and ``b`` that the clone model flags. When ``a`` and ``b`` are the same,
-    each unordered pair of distinct functions is scored once. Each function is encoded once, whatever the pairs."""
+    """Java function pairs across ``a`` and ``b`` that the clone model flags. A function is never paired with
+    itself, and a pair of functions found on both sides (``a`` and ``b`` the same, or overlapping) is scored
+    once. Each function is encoded once, whatever the number of pairs it is in."""
     _check_threshold(threshold)
     if max_pairs < 1:
         raise AvatarError(f"--max-pairs must be at least 1, got {max_pairs}")
@@ -197,38 +197,43 @@ def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold
             warn(message)
 
     left, _ = find_functions(a, "java", note, max_bytes)
-    same = sorted(os.path.realpath(p) for p in a) == sorted(os.path.realpath(p) for p in b)
-    right = left if same else find_functions(b, "java", note, max_bytes)[0]
-    n, m = len(left), len(right)
-    total = n * (n - 1) // 2 if same else n * m
-    pairs = _first_pairs(n, m, same, max_pairs)
+    right, _ = find_functions(b, "java", note, max_bytes)
+    left_keys, right_keys = [_key(f) for f in left], [_key(f) for f in right]
+    overlap = len(set(left_keys) & set(right_keys))
+    total = len(left) * len(right) - overlap - overlap * (overlap - 1) // 2  # no self-pairs, no mirrored repeats
+    pairs = _first_pairs(left_keys, right_keys, max_pairs)
     if total > len(pairs):
         note(f"scored the first {len(pairs)} of {total} function pairs (--max-pairs {max_pairs}); "
              "narrow A or B, or raise the bound")
     found: list[ClonePair] = []
     if pairs:
-        needed_a = sorted({i for i, _ in pairs} | ({j for _, j in pairs} if same else set()))
-        vec_a = dict(zip(needed_a, model.embed([left[i].code for i in needed_a], batch_size)))
-        if same:
-            vec_b = vec_a
-        else:
-            needed_b = sorted({j for _, j in pairs})
-            vec_b = dict(zip(needed_b, model.embed([right[j].code for j in needed_b], batch_size)))
+        functions = {left_keys[i]: left[i] for i, _ in pairs} | {right_keys[j]: right[j] for _, j in pairs}
+        keys = list(functions)
+        vectors = dict(zip(keys, model.embed([functions[k].code for k in keys], batch_size)))
         chunk = 65536
         for start in range(0, len(pairs), chunk):
             part = pairs[start : start + chunk]
-            probs = positive_probability(model.pair_logits(np.stack([vec_a[i] for i, _ in part]),
-                                                           np.stack([vec_b[j] for _, j in part])))
+            probs = positive_probability(model.pair_logits(np.stack([vectors[left_keys[i]] for i, _ in part]),
+                                                           np.stack([vectors[right_keys[j]] for _, j in part])))
             found += [ClonePair(left[i], right[j], float(p)) for (i, j), p in zip(part, probs) if p >= threshold]
     found.sort(key=lambda c: (-c.probability, c.a.path, c.a.start_line, c.b.path, c.b.start_line))
-    return ClonesResult(found, n, m, total, len(pairs), threshold, str(model.folder), model.precision, warnings)
+    return ClonesResult(found, len(left), len(right), total, len(pairs), threshold, str(model.folder), model.precision, warnings)
 
 
-def _first_pairs(n: int, m: int, same: bool, limit: int) -> list[tuple[int, int]]:
-    """Pair indices in order (row by row), at most ``limit`` of them, without building the ones past it."""
+def _key(f: Function) -> tuple[str, int, int]:
+    """One function, however its file was named (relative, absolute, through a link)."""
+    return os.path.realpath(f.path), f.start_line, f.start_column
+
+
+def _first_pairs(left: list, right: list, limit: int) -> list[tuple[int, int]]:
+    """Index pairs in order (row by row), at most ``limit``, without building the ones past it. A function is not
+    paired with itself, and a pair whose two functions are on both sides is kept in one order only."""
+    in_left, in_right = set(left), set(right)
     pairs: list[tuple[int, int]] = []
-    for i in range(n):
-        for j in range(i + 1 if same else 0, m):
+    for i, ka in enumerate(left):
+        for j, kb in enumerate(right):
+            if ka == kb or (ka in in_right and kb in in_left and kb < ka):
+                continue
             if len(pairs) == limit:
                 return pairs
             pairs.append((i, j))
