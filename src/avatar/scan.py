@@ -45,6 +45,18 @@ class ScanResult:
         return [s for s in self.scored if s.probability >= self.threshold]
 
 
+def _collector(warn: Callable[[str], None] | None) -> tuple[list[str], Callable[[str], None]]:
+    """A list of warnings for the report, and a function that adds one (and passes it on to ``warn``)."""
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        warnings.append(message)
+        if warn is not None:
+            warn(message)
+
+    return warnings, note
+
+
 def _check_threshold(threshold: float) -> None:
     if not 0.0 <= threshold <= 1.0:  # also refuses nan
         raise AvatarError(f"--threshold must be a probability in [0, 1], got {threshold}")
@@ -60,13 +72,7 @@ def scan(paths: Sequence[Path], model: ExportedModel, threshold: float = 0.5, ma
     """Every function in the C/C++ files under ``paths`` with its probability of being vulnerable."""
     _check_threshold(threshold)
     _check_task(model, "defect", "avatar scan")
-    warnings: list[str] = []
-
-    def note(message: str) -> None:
-        warnings.append(message)
-        if warn is not None:
-            warn(message)
-
+    warnings, note = _collector(warn)
     functions, files = find_functions(paths, "c", note, max_bytes)
     probs = model.probabilities([(f.code,) for f in functions], batch_size) if functions else []
     scored = sorted((Scored(f, float(p)) for f, p in zip(functions, probs)),
@@ -189,13 +195,7 @@ def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold
     if max_pairs < 1:
         raise AvatarError(f"--max-pairs must be at least 1, got {max_pairs}")
     _check_task(model, "clone", "avatar clones")
-    warnings: list[str] = []
-
-    def note(message: str) -> None:
-        warnings.append(message)
-        if warn is not None:
-            warn(message)
-
+    warnings, note = _collector(warn)
     left, _ = find_functions(a, "java", note, max_bytes)
     right, _ = find_functions(b, "java", note, max_bytes)
     left_keys, right_keys = [_key(f) for f in left], [_key(f) for f in right]
