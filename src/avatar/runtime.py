@@ -115,7 +115,7 @@ class _Batch:
 
 
 class ExportedModel:
-    """A loaded export: ``probabilities`` for any task, ``embed`` / ``pair_probabilities`` for clone models."""
+    """A loaded export: ``probabilities`` for any task, ``embed`` / ``pair_logits`` for clone models."""
 
     def __init__(self, folder: Path, precision: str | None = None, threads: int | None = None):
         import onnxruntime as ort
@@ -219,7 +219,3 @@ def positive_probability(logits: np.ndarray) -> np.ndarray:
     """Softmax probability of class 1 from two-class logits (N, 2)."""
     margin = np.clip(logits[:, 0].astype(np.float64) - logits[:, 1], -500, 500)  # exp stays finite
     return 1.0 / (1.0 + np.exp(margin))
-
-
-def load(folder: Path, precision: str | None = None, threads: int | None = None) -> ExportedModel:
-    return ExportedModel(folder, precision, threads)
