@@ -1,0 +1,89 @@
+"""GraphCodeBERT's input: a function's subword tokens, then its data-flow nodes, with graph-guided attention.
+
+As in Guo et al. (ICLR 2021) and their fine-tuning code's layout:
+
+- sequence: ``<s>`` code subwords ``</s>`` then one ``<unk>`` per data-flow node, padded to
+  ``code_length + flow_length``; code that leaves part of the flow budget unused may take it;
+- positions: code tokens count from ``pad_id + 1`` as RoBERTa's do; nodes have position 0 and padding
+  ``pad_id``, so the model tells them apart (its embedding of a node is the mean of its tokens' embeddings);
+- attention (L x L): code tokens see code tokens; ``<s>`` and ``</s>`` see everything; a node and the subword
+  tokens of its variable see each other; a node sees the nodes its value comes from.
+
+Only the teacher reads graphs; students stay token-only, as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatar.dataflow import DataFlow
+
+DEFAULT_LENGTHS = {"defect": (400, 114), "clone": (384, 128)}  # (code, flow) per function: the paper's teachers
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    input_ids: tuple[int, ...]  # (L,) code subwords with <s>/</s>, one <unk> per node, padding
+    position_ids: tuple[int, ...]  # (L,) pad_id+1.. for code, 0 for nodes, pad_id for padding
+    node_tokens: tuple[tuple[int, int], ...]  # per kept node: [start, end) of its variable's subwords in the sequence
+    node_sources: tuple[tuple[int, ...], ...]  # per kept node: the kept nodes its value comes from
+    code_end: int  # index of the first node (= number of code positions incl. <s> and </s>)
+
+
+def _subwords(tokenizer, tokens: tuple[str, ...]) -> list[list[str]]:
+    """Each code token's subwords, the way RoBERTa-style tokenizers see a token after a space (as GraphCodeBERT does)."""
+    out = []
+    for i, tok in enumerate(tokens):
+        out.append(tokenizer.tokenize(tok) if i == 0 else tokenizer.tokenize("@ " + tok)[1:])
+    return out
+
+
+def build(flow: DataFlow, tokenizer, code_length: int, flow_length: int) -> GraphInput:
+    """The model input of one function from its data flow (``avatar.dataflow.extract``)."""
+    pieces = _subwords(tokenizer, flow.tokens)
+    spans, subwords = [], []
+    for p in pieces:
+        spans.append((len(subwords), len(subwords) + len(p)))
+        subwords += p
+    total = code_length + flow_length
+    subwords = subwords[: total - 2 - min(len(flow.nodes), flow_length)]
+    ids = [tokenizer.cls_token_id, *tokenizer.convert_tokens_to_ids(subwords), tokenizer.sep_token_id]
+    pad = tokenizer.pad_token_id
+    positions = [pad + 1 + i for i in range(len(ids))]
+    code_end = len(ids)
+    kept = list(range(min(len(flow.nodes), total - code_end)))
+    kept_set = set(kept)
+    node_tokens = []
+    for n in kept:
+        start, end = spans[flow.nodes[n].token]
+        start, end = start + 1, end + 1  # after <s>
+        node_tokens.append((start, end) if end <= code_end - 1 else (0, 0))  # its token was cut: no token to see
+    sources = {n: srcs for n, _, srcs in flow.edges}
+    node_sources = tuple(tuple(s for s in sources.get(n, ()) if s in kept_set) for n in kept)
+    ids += [tokenizer.unk_token_id] * len(kept)
+    positions += [0] * len(kept)
+    ids += [pad] * (total - len(ids))
+    positions += [pad] * (total - len(positions))
+    return GraphInput(tuple(ids), tuple(positions), tuple(node_tokens), node_sources, code_end)
+
+
+def attention_mask(g: GraphInput, cls_id: int, sep_id: int) -> np.ndarray:
+    """Who may attend to whom (L, L), True where allowed."""
+    L = len(g.input_ids)
+    mask = np.zeros((L, L), dtype=bool)
+    mask[: g.code_end, : g.code_end] = True  # code sees code
+    used = g.code_end + len(g.node_tokens)
+    for i, token in enumerate(g.input_ids[: g.code_end]):
+        if token in (cls_id, sep_id):
+            mask[i, :used] = True  # the special tokens see the whole graph
+    for k, (start, end) in enumerate(g.node_tokens):
+        node = g.code_end + k
+        mask[node, node] = True
+        if end > start:
+            mask[node, start:end] = True
+            mask[start:end, node] = True
+        for s in g.node_sources[k]:
+            mask[node, g.code_end + s] = True
+    return mask
