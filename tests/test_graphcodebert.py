@@ -33,7 +33,7 @@ def test_sequence_and_positions():
 
 def test_attention_mask_structure():
     tok, flow, g = _layout()
-    m = attention_mask(g, tok.cls_token_id, tok.sep_token_id)
+    m = attention_mask(g)
     c = g.code_end
     assert m[:c, :c].all()  # tokens see tokens
     assert m[0, : c + 4].all() and m[c - 1, : c + 4].all()  # <s> and </s> see the graph too
@@ -52,7 +52,7 @@ def test_truncation_keeps_the_budget_and_cuts_nodes_whose_tokens_are_gone():
     assert g.code_end == 11 - 3  # the code gives way to three nodes
     assert len(g.node_tokens) == 3
     assert g.node_tokens[0] == (6, 7) and g.node_tokens[1] == (0, 0)  # v2's token was cut
-    m = attention_mask(g, tok.cls_token_id, tok.sep_token_id)
+    m = attention_mask(g)
     assert m[g.code_end + 1].sum() == 1  # the cut node sees itself only
     unused = build(flow, tok, 30, 10)  # fewer nodes than the flow budget: the code may use the rest
     assert unused.code_end == 17 and len(unused.node_tokens) == 4
@@ -62,5 +62,5 @@ def test_a_function_without_variables():
     tok = make_tokenizer()
     g = build(extract("void f ( ) { }", "c"), tok, 16, 4)
     assert g.node_tokens == () and g.code_end == 8
-    m = attention_mask(g, tok.cls_token_id, tok.sep_token_id)
+    m = attention_mask(g)
     assert m[:8, :8].all() and not m[8:].any() and np.count_nonzero(m) == 64

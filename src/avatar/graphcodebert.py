@@ -69,15 +69,13 @@ def build(flow: DataFlow, tokenizer, code_length: int, flow_length: int) -> Grap
     return GraphInput(tuple(ids), tuple(positions), tuple(node_tokens), node_sources, code_end)
 
 
-def attention_mask(g: GraphInput, cls_id: int, sep_id: int) -> np.ndarray:
-    """Who may attend to whom (L, L), True where allowed."""
+def attention_mask(g: GraphInput) -> np.ndarray:
+    """Who may attend to whom (L, L), True where allowed. Every node sees itself, so no row is all masked."""
     L = len(g.input_ids)
     mask = np.zeros((L, L), dtype=bool)
     mask[: g.code_end, : g.code_end] = True  # code sees code
     used = g.code_end + len(g.node_tokens)
-    for i, token in enumerate(g.input_ids[: g.code_end]):
-        if token in (cls_id, sep_id):
-            mask[i, :used] = True  # the special tokens see the whole graph
+    mask[[0, g.code_end - 1], :used] = True  # <s> and </s> see the whole graph
     for k, (start, end) in enumerate(g.node_tokens):
         node = g.code_end + k
         mask[node, node] = True
@@ -87,3 +85,19 @@ def attention_mask(g: GraphInput, cls_id: int, sep_id: int) -> np.ndarray:
         for s in g.node_sources[k]:
             mask[node, g.code_end + s] = True
     return mask
+
+
+def graph_encode(encoder, input_ids, attention_mask, position_ids, pad_id: int):
+    """Run a RoBERTa encoder on graph inputs: ids and positions (N, L), attention (N, L, L); hidden states (N, L, H).
+    A node's input embedding is the mean of the embeddings of the code tokens it may attend to (its variable's)."""
+    import torch
+
+    nodes = position_ids.eq(0)  # (N, L)
+    tokens = position_ids.gt(pad_id)  # (N, L): code positions count from pad_id + 1
+    embeddings = encoder.embeddings.word_embeddings(input_ids)  # (N, L, H)
+    node_to_token = nodes[:, :, None] & tokens[:, None, :] & attention_mask.bool()  # (N, L, L)
+    weights = node_to_token.float() / node_to_token.sum(-1, keepdim=True).clamp(min=1)
+    averaged = torch.einsum("nij,njh->nih", weights, embeddings)  # (N, L, H)
+    embeddings = torch.where(nodes[:, :, None], averaged, embeddings)
+    out = encoder(inputs_embeds=embeddings, attention_mask=attention_mask.long(), position_ids=position_ids)
+    return out.last_hidden_state
