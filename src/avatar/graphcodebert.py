@@ -21,6 +21,10 @@ import numpy as np
 from avatar.dataflow import DataFlow
 
 DEFAULT_LENGTHS = {"defect": (400, 114), "clone": (384, 128)}  # (code, flow) per function: the paper's teachers
+LANGUAGE = {"defect": "c", "clone": "java"}  # Devign is C, BigCloneBench Java
+MODEL_TYPE_KEY = "avatar_model_type"  # entry in a model folder's config.json: "graphcodebert" for graph teachers
+FLOW_LENGTH_KEY = "avatar_flow_length"  # entry in config.json: data-flow nodes per function
+CACHE_FORMAT = 1  # bump when extraction changes, so cached graphs are not reused
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,28 @@ class GraphInput:
     node_tokens: tuple[tuple[int, int], ...]  # per kept node: [start, end) of its variable's subwords in the sequence
     node_sources: tuple[tuple[int, ...], ...]  # per kept node: the kept nodes its value comes from
     code_end: int  # index of the first node (= number of code positions incl. <s> and </s>)
+
+
+def flows(texts: list[str], language: str) -> list[DataFlow]:
+    """The data flow of each text, from the cache when this exact list was extracted before (labelling reads the
+    same split as fine-tuning did, and every rerun reads it again)."""
+    import json
+
+    from avatar._io import cache_dir, sha256_json, write_text_atomic
+    from avatar.dataflow import Variable, extract
+
+    key = sha256_json({"format": CACHE_FORMAT, "language": language, "texts": texts})
+    path = cache_dir() / "dataflow" / f"{key}.json"
+    try:
+        raw = json.loads(path.read_text())
+        return [DataFlow(tuple(f["tokens"]), tuple(Variable(n, t) for n, t in f["nodes"]),
+                         tuple((n, r, tuple(s)) for n, r, s in f["edges"]), f["parsed"]) for f in raw]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    out = [extract(text, language) for text in texts]
+    write_text_atomic(path, json.dumps([{"tokens": f.tokens, "nodes": [[v.name, v.token] for v in f.nodes],
+                                         "edges": f.edges, "parsed": f.parsed} for f in out]))
+    return out
 
 
 def _subwords(tokenizer, tokens: tuple[str, ...]) -> list[list[str]]:

@@ -37,6 +37,11 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, rows: Sequence[int]) -> Encoded:
+        """These rows, in this order (repeats allowed)."""
+        return Encoded([self.ids[r] for r in rows], [self.tokens[r] for r in rows], self.labels[list(rows)], self.pad_id,
+                       None if self.graphs is None else [self.graphs[r] for r in rows])
+
 
 def encode(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max_length: int) -> Encoded:
     n_inputs = len(examples[0].texts) if examples else 1
@@ -56,10 +61,11 @@ def encode(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max_
 def encode_graphs(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], language: str, code_length: int,
                   flow_length: int) -> Encoded:
     """GraphCodeBERT inputs of examples: each function's code tokens, then its data-flow nodes."""
-    from avatar.dataflow import extract
-    from avatar.graphcodebert import build
+    from avatar.graphcodebert import build, flows
 
-    graphs = [[build(extract(text, language), tokenizer, code_length, flow_length) for text in ex.texts] for ex in examples]
+    n = len(examples[0].texts) if examples else 1
+    extracted = flows([ex.texts[k] for ex in examples for k in range(n)], language)  # (N * n,), from the cache if there
+    graphs = [[build(extracted[i * n + k], tokenizer, code_length, flow_length) for k in range(n)] for i in range(len(examples))]
     return Encoded(
         ids=[ex.id for ex in examples],
         tokens=[[list(g.input_ids[: g.code_end + len(g.node_tokens)]) for g in funcs] for funcs in graphs],
@@ -67,6 +73,16 @@ def encode_graphs(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example
         pad_id=tokenizer.pad_token_id,
         graphs=graphs,
     )
+
+
+def encode_for(model: Classifier, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], task: Task) -> Encoded:
+    """Examples as a saved model reads them: token-only, or GraphCodeBERT's graph input when its folder says so."""
+    from avatar.graphcodebert import FLOW_LENGTH_KEY, LANGUAGE, MODEL_TYPE_KEY
+    from avatar.modeling import model_max_length
+
+    if getattr(model.config, MODEL_TYPE_KEY, None) == "graphcodebert":
+        return encode_graphs(tokenizer, examples, LANGUAGE[task.name], model_max_length(model), getattr(model.config, FLOW_LENGTH_KEY))
+    return encode(tokenizer, examples, model_max_length(model))
 
 
 def collate(data: Encoded, rows: Sequence[int]) -> tuple[torch.Tensor, ...]:
