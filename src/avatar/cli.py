@@ -81,14 +81,23 @@ def _budget(budget_mb: float) -> None:
         raise AvatarError(f"--budget-mb must be a positive number of MB up to 1e6, got {budget_mb}")
 
 
-def _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed):
+def _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed, task="defect", model_type="encoder",
+                     flow_length=None):
+    from avatar.graphcodebert import DEFAULT_LENGTHS
     from avatar.teacher import FinetuneConfig
     from avatar.trainer import TrainConfig
 
-    _at_least(1, max_length=max_length, epochs=epochs, batch_size=batch_size, limit=limit, eval_limit=eval_limit)
+    if model_type not in ("encoder", "graphcodebert"):
+        raise AvatarError(f"--model-type must be encoder or graphcodebert, got {model_type!r}")
+    if flow_length is not None and model_type != "graphcodebert":
+        raise AvatarError("--flow-length needs --model-type graphcodebert")
+    if max_length is None:  # the paper's teachers: GraphCodeBERT reads 400 (defect) or 384 (clone) code tokens
+        max_length = DEFAULT_LENGTHS.get(task, (256,))[0] if model_type == "graphcodebert" else 256
+    _at_least(1, max_length=max_length, epochs=epochs, batch_size=batch_size, limit=limit, eval_limit=eval_limit, flow_length=flow_length)
     _positive(lr=lr)
     train = TrainConfig(epochs=epochs, learning_rate=lr, batch_size=batch_size, seed=seed)
-    return FinetuneConfig(model=model, max_length=max_length, limit=limit, eval_limit=eval_limit, train=train)
+    return FinetuneConfig(model=model, max_length=max_length, limit=limit, eval_limit=eval_limit, train=train,
+                          model_type=model_type, flow_length=flow_length)
 
 
 Model = Annotated[str, typer.Option("--model", help="pretrained encoder: 'minilm' (packaged), a local folder, or a hub id")]
@@ -110,17 +119,21 @@ def finetune(
     epochs: Epochs = 3,
     lr: Lr = 5e-5,
     batch_size: Batch = 16,
-    max_length: MaxLen = 256,
+    max_length: Annotated[int | None, typer.Option(help="tokens per function (GraphCodeBERT: code tokens) [default: 256; "
+                                                      "graphcodebert: 400 defect, 384 clone]")] = None,
     seed: Seed = 42,
     limit: Limit = None,
     eval_limit: EvalLimit = None,
+    model_type: Annotated[str, typer.Option("--model-type", help="encoder (code tokens) or graphcodebert (code tokens and "
+                                            "data-flow graph; a RoBERTa model such as microsoft/graphcodebert-base)")] = "encoder",
+    flow_length: Annotated[int | None, typer.Option(help="graphcodebert: data-flow nodes per function [default: 114 defect, 128 clone]")] = None,
 ) -> None:
     """Fine-tune a pretrained encoder (the teacher) on the labelled half of train."""
     from avatar.tasks import get_task
     from avatar.teacher import finetune as run
 
     t = get_task(task)
-    config = _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed)
+    config = _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed, task, model_type, flow_length)
     task_data = t.load(data, seed=seed)
     with _progress() as progress:
         metrics = run(t, task_data, out, config, progress)

@@ -18,7 +18,7 @@ from avatar._io import METRICS, cache_dir, copy_atomic, sha256_file, sha256_json
 from avatar.errors import AvatarError
 from avatar.modeling import TRAIN_IDS, check_model_folder, load_classifier, model_max_length
 from avatar.tasks import Example, Task, fingerprint
-from avatar.trainer import encode, predict_logits
+from avatar.trainer import encode_for, predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def label(
     if (_read_if_valid(cached) or {}).get("key") != key:
         model, tokenizer = load_classifier(teacher_dir, task)
         max_length = model_max_length(model)
-        data = encode(tokenizer, examples, max_length)
+        data = encode_for(model, tokenizer, examples, task)
         bar = progress.add_task("labelling", total=len(data)) if progress else None
         logits = predict_logits(model, data, batch_size, on_batch=(lambda k: progress.advance(bar, k)) if bar is not None else None)
         write_json_atomic(

@@ -18,9 +18,9 @@ from transformers import RobertaConfig
 from avatar.cost import MB
 from avatar.energy import J_PER_KWH, EnergyMeter, carbon_intensity, pick_meter
 from avatar.errors import AvatarError
-from avatar.modeling import Classifier, build_from_config, load_classifier, model_max_length
+from avatar.modeling import Classifier, build_from_config, load_classifier
 from avatar.tasks import Example, Task
-from avatar.trainer import Encoded, collate, encode, predict_logits, score
+from avatar.trainer import Encoded, collate, encode_for, predict_logits, score
 
 ARCH_PREFIX = "arch:"
 # codebert-base's architecture (RobertaConfig of microsoft/codebert-base); its costs do not depend on weights
@@ -79,14 +79,13 @@ def load_subject(spec: str, task: Task, test_examples: list[Example], latency_ex
         params = sum(p.numel() for p in model.parameters())
         return Subject(spec, model, params, None, None, _architecture_inputs(latency_examples, ARCHITECTURES[name]))
     model, tokenizer = load_classifier(Path(spec), task)
-    max_length = model_max_length(model)
     return Subject(
         name=spec,
         model=model,
         parameters=sum(p.numel() for p in model.parameters()),
         disk_bytes=_folder_size(Path(spec)),
-        test=encode(tokenizer, test_examples, max_length),
-        inputs=encode(tokenizer, latency_examples, max_length),
+        test=encode_for(model, tokenizer, test_examples, task),  # a GraphCodeBERT teacher is measured reading graphs
+        inputs=encode_for(model, tokenizer, latency_examples, task),
     )
 
 
@@ -102,15 +101,15 @@ def load_subjects(specs: list[str], task: Task, test: list[Example], cfg: Measur
 
 @torch.no_grad()
 def _forward_one(subject: Subject, row: int) -> float:
-    ids, mask = collate(subject.inputs, [row])
+    batch = collate(subject.inputs, [row])
     start = time.perf_counter()
-    subject.model(ids, mask)
+    subject.model(*batch)
     return time.perf_counter() - start
 
 
 def _throughput(subject: Subject, cfg: MeasureConfig) -> float:
     rows = [i % len(subject.inputs) for i in range(cfg.throughput_examples)]
-    data = Encoded([subject.inputs.ids[r] for r in rows], [subject.inputs.tokens[r] for r in rows], subject.inputs.labels[rows], subject.inputs.pad_id)
+    data = subject.inputs.subset(rows)
     start = time.perf_counter()
     predict_logits(subject.model, data, cfg.throughput_batch)
     return len(rows) / (time.perf_counter() - start)

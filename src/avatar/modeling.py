@@ -26,6 +26,7 @@ from transformers import (
 )
 
 from avatar.errors import AvatarError
+from avatar.graphcodebert import graph_encode
 from avatar.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,14 @@ class PairClassifier(nn.Module):
     def config(self) -> PretrainedConfig:
         return self.encoder.config
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         B, n, T = input_ids.shape
-        out = self.encoder(input_ids=input_ids.view(B * n, T), attention_mask=attention_mask.view(B * n, T))
-        first = out.last_hidden_state[:, 0]  # (B*n, H)
+        if position_ids is None:
+            hidden = self.encoder(input_ids=input_ids.view(B * n, T), attention_mask=attention_mask.view(B * n, T)).last_hidden_state
+        else:  # GraphCodeBERT: (B, n, L) ids and positions, (B, n, L, L) attention
+            hidden = graph_encode(self.encoder, input_ids.view(B * n, T), attention_mask.view(B * n, T, T),
+                                  position_ids.view(B * n, T), self.encoder.config.pad_token_id)
+        first = hidden[:, 0]  # (B*n, H)
         x = first.reshape(B, n * first.shape[-1])  # (B, n*H): the two functions side by side
         return self.head(x)  # (B, 2)
 
@@ -77,8 +82,13 @@ class SequenceClassifier(nn.Module):
     def config(self) -> PretrainedConfig:
         return self.hf_model.config
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.hf_model(input_ids=input_ids[:, 0], attention_mask=attention_mask[:, 0]).logits  # (B, 2)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if position_ids is None:
+            return self.hf_model(input_ids=input_ids[:, 0], attention_mask=attention_mask[:, 0]).logits  # (B, 2)
+        # GraphCodeBERT: a RoBERTa classifier, whose head reads the first position of the hidden states
+        hidden = graph_encode(self.hf_model.base_model, input_ids[:, 0], attention_mask[:, 0], position_ids[:, 0],
+                              self.config.pad_token_id)  # (B, L, H)
+        return self.hf_model.classifier(hidden)  # (B, 2)
 
 
 Classifier = PairClassifier | SequenceClassifier

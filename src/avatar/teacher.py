@@ -14,7 +14,8 @@ from avatar._io import METRICS, atomic_dir, check_replaceable, write_json_atomic
 from avatar.errors import AvatarError
 from avatar.modeling import MAX_LENGTH_KEY, TRAIN_IDS, load_pretrained, save_classifier
 from avatar.tasks import Task, TaskData, fingerprint, limit_examples
-from avatar.trainer import TrainConfig, Trainer, encode, score
+from avatar.graphcodebert import DEFAULT_LENGTHS, FLOW_LENGTH_KEY, LANGUAGE, MODEL_TYPE_KEY
+from avatar.trainer import TrainConfig, Trainer, encode, encode_graphs, score
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class FinetuneConfig:
     model: str = "minilm"  # pretrained encoder: 'minilm', a local HF folder, or a hub id
-    max_length: int = 256  # tokens per function; longer code is truncated
+    max_length: int = 256  # tokens per function (GraphCodeBERT: code tokens); longer code is truncated
+    model_type: str = "encoder"  # "encoder" (code tokens) or "graphcodebert" (code tokens and data-flow graph)
+    flow_length: int | None = None  # GraphCodeBERT: data-flow nodes per function (none: the paper's for the task)
     limit: int | None = None  # at most this many labelled training examples (stratified, seeded)
     eval_limit: int | None = None  # at most this many validation and test examples each
     train: TrainConfig = field(default_factory=TrainConfig)  # optimiser settings
@@ -41,7 +44,19 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
     train_ex = limit_examples(data.labelled, config.limit, seed)
     valid_ex = limit_examples(data.valid, config.eval_limit, seed)
     test_ex = limit_examples(data.test, config.eval_limit, seed)
-    train, valid, test = (encode(tokenizer, ex, config.max_length) for ex in (train_ex, valid_ex, test_ex))
+    if config.model_type == "graphcodebert":
+        if getattr(model.config, "model_type", None) != "roberta":
+            raise AvatarError(f"GraphCodeBERT mode needs a RoBERTa encoder (such as microsoft/graphcodebert-base); "
+                              f"{config.model} is a {getattr(model.config, 'model_type', 'different')} model")
+        flow = config.flow_length if config.flow_length is not None else DEFAULT_LENGTHS[task.name][1]
+        language = LANGUAGE[task.name]
+        setattr(model.config, MODEL_TYPE_KEY, "graphcodebert")  # the labeller reads graphs as the teacher learnt them
+        setattr(model.config, FLOW_LENGTH_KEY, flow)
+        train, valid, test = (encode_graphs(tokenizer, ex, language, config.max_length, flow) for ex in (train_ex, valid_ex, test_ex))
+    elif config.model_type == "encoder":
+        train, valid, test = (encode(tokenizer, ex, config.max_length) for ex in (train_ex, valid_ex, test_ex))
+    else:
+        raise AvatarError(f"model type must be encoder or graphcodebert, got {config.model_type!r}")
     log.info("fine-tuning %s on %d examples (valid %d, test %d)", config.model, len(train), len(valid), len(test))
 
     start = time.perf_counter()

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
+from avatar.graphcodebert import GraphInput
 from avatar.modeling import Classifier
 from avatar.tasks import Example, Task
 
@@ -31,9 +32,15 @@ class Encoded:
     tokens: list[list[list[int]]]  # per example, per function: token ids (truncated, with special tokens)
     labels: np.ndarray  # (N,) ground-truth labels
     pad_id: int
+    graphs: list[list[GraphInput]] | None = None  # GraphCodeBERT inputs per example, per function (else token-only)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def subset(self, rows: Sequence[int]) -> Encoded:
+        """These rows, in this order (repeats allowed)."""
+        return Encoded([self.ids[r] for r in rows], [self.tokens[r] for r in rows], self.labels[list(rows)], self.pad_id,
+                       None if self.graphs is None else [self.graphs[r] for r in rows])
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max_length: int) -> Encoded:
@@ -51,8 +58,38 @@ def encode(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max_
     )
 
 
-def collate(data: Encoded, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad the chosen examples to the longest function among them: (B, n, T) ids and mask."""
+def encode_graphs(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], language: str, code_length: int,
+                  flow_length: int) -> Encoded:
+    """GraphCodeBERT inputs of examples: each function's code tokens, then its data-flow nodes."""
+    from avatar.graphcodebert import build, flows
+
+    n = len(examples[0].texts) if examples else 1
+    extracted = flows([ex.texts[k] for ex in examples for k in range(n)], language)  # (N * n,), from the cache if there
+    graphs = [[build(extracted[i * n + k], tokenizer, code_length, flow_length) for k in range(n)] for i in range(len(examples))]
+    return Encoded(
+        ids=[ex.id for ex in examples],
+        tokens=[[list(g.input_ids[: g.code_end + len(g.node_tokens)]) for g in funcs] for funcs in graphs],
+        labels=np.array([ex.label for ex in examples], dtype=np.int64),
+        pad_id=tokenizer.pad_token_id,
+        graphs=graphs,
+    )
+
+
+def encode_for(model: Classifier, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], task: Task) -> Encoded:
+    """Examples as a saved model reads them: token-only, or GraphCodeBERT's graph input when its folder says so."""
+    from avatar.graphcodebert import FLOW_LENGTH_KEY, LANGUAGE, MODEL_TYPE_KEY
+    from avatar.modeling import model_max_length
+
+    if getattr(model.config, MODEL_TYPE_KEY, None) == "graphcodebert":
+        return encode_graphs(tokenizer, examples, LANGUAGE[task.name], model_max_length(model), getattr(model.config, FLOW_LENGTH_KEY))
+    return encode(tokenizer, examples, model_max_length(model))
+
+
+def collate(data: Encoded, rows: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    """Pad the chosen examples to the longest function among them: (B, n, T) ids and mask; for graph inputs
+    (B, n, L) ids, (B, n, L, L) attention and (B, n, L) positions."""
+    if data.graphs is not None:
+        return _collate_graphs(data, rows)
     n = len(data.tokens[rows[0]])
     T = max(len(t) for r in rows for t in data.tokens[r])
     ids = torch.full((len(rows), n, T), data.pad_id, dtype=torch.long)
@@ -64,6 +101,23 @@ def collate(data: Encoded, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Ten
     return ids, mask
 
 
+def _collate_graphs(data: Encoded, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from avatar.graphcodebert import attention_mask
+
+    graphs = [data.graphs[r] for r in rows]
+    n = len(graphs[0])
+    L = max(len(t) for r in rows for t in data.tokens[r])  # the padding of the longest is left out
+    ids = torch.full((len(rows), n, L), data.pad_id, dtype=torch.long)
+    positions = torch.full((len(rows), n, L), data.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), n, L, L), dtype=torch.bool)
+    for i, funcs in enumerate(graphs):
+        for k, g in enumerate(funcs):
+            ids[i, k] = torch.tensor(g.input_ids[:L])
+            positions[i, k] = torch.tensor(g.position_ids[:L])
+            mask[i, k] = torch.from_numpy(attention_mask(g)[:L, :L])
+    return ids, mask, positions
+
+
 @torch.no_grad()
 def predict_logits(model: Classifier, data: Encoded, batch_size: int = 32, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """Two-class logits (N, 2) of every example, batched by length so little compute goes to padding."""
@@ -73,8 +127,7 @@ def predict_logits(model: Classifier, data: Encoded, batch_size: int = 32, on_ba
     out = np.zeros((len(data), 2), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        ids, mask = collate(data, rows)
-        out[rows] = model(ids, mask).float().numpy()
+        out[rows] = model(*collate(data, rows)).float().numpy()
         if on_batch:
             on_batch(len(rows))
     model.train(was_training)
@@ -149,8 +202,7 @@ class Trainer:
         total = 0.0
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
-            ids, mask = collate(self.train_data, chunk)
-            loss = self.loss(self.model(ids, mask), chunk) * (len(chunk) / len(rows))
+            loss = self.loss(self.model(*collate(self.train_data, chunk)), chunk) * (len(chunk) / len(rows))
             loss.backward()
             total += loss.item()
         return total
