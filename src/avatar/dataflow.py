@@ -249,12 +249,12 @@ class _Extractor:
             self.scopes[-1].add(self.source[identifier.start_byte : identifier.end_byte].decode("utf-8", errors="replace"))
         return state
 
-    def block(self, node, state: State) -> State:
-        """A scope: names declared inside stop shadowing the outer ones when it ends."""
+    def scoped(self, state: State, walk) -> State:
+        """``walk(state)`` as a scope: names declared inside stop shadowing the outer ones when it ends."""
         outer = dict(state)
         self.scopes.append(set())
         try:
-            state = self.children(node, state)
+            state = walk(state)
         finally:
             declared = self.scopes.pop()
         for name in declared:
@@ -263,6 +263,9 @@ class _Extractor:
             else:
                 state = {k: v for k, v in state.items() if k != name}
         return state
+
+    def block(self, node, state: State) -> State:
+        return self.scoped(state, lambda s: self.children(node, s))
 
     def children(self, node, state: State) -> State:
         for child in node.named_children:
@@ -306,14 +309,8 @@ class _Extractor:
         if t in self.g.for_each:
             return self.for_each(node, state)
         if t in self.g.loops:
-            if t in self.g.blocks:
-                outer = dict(state)
-                self.scopes.append(set())
-                try:
-                    state = self.loop(node, state)
-                finally:
-                    declared = self.scopes.pop()
-                return self._restore(state, outer, declared)
+            if t in self.g.blocks:  # for (int i = ...): i lives in the loop
+                return self.scoped(state, lambda s: self.loop(node, s))
             return self.loop(node, state)
         if t in self.g.switches:
             _, state = self.expr(node.child_by_field_name("condition"), state)
@@ -338,43 +335,36 @@ class _Extractor:
         return self.children(node, state)
 
     def for_each(self, node, state: State) -> State:
-        outer = dict(state)
-        self.scopes.append(set())
-        try:
+        def walk(state: State) -> State:
             sources, state = self.expr(node.child_by_field_name("value"), state)
             entry = state
+            name = node.child_by_field_name("name")
+            if name is not None:
+                self.scopes[-1].add(self.source[name.start_byte : name.end_byte].decode("utf-8", errors="replace"))
             for _ in range(2):
-                turn = self._define(node.child_by_field_name("name"), state, COMPUTED_FROM, sources)
+                turn = self._define(name, state, COMPUTED_FROM, sources) if name is not None else state
                 turn = self.stmt(node.child_by_field_name("body"), turn)
                 state = _merge(entry, turn)
-        finally:
-            declared = self.scopes.pop()
-        name = node.child_by_field_name("name")
-        if name is not None:
-            declared.add(self.source[name.start_byte : name.end_byte].decode("utf-8", errors="replace"))
-        return self._restore(state, outer, declared)
+            return state
+
+        return self.scoped(state, walk)
 
     def try_(self, node, state: State) -> State:
         """A handler may start anywhere in the try block: from the state before it or after it."""
-        outer = dict(state)
-        self.scopes.append(set())
-        try:
+        def walk(state: State) -> State:
             resources = node.child_by_field_name("resources")
             if resources is not None:
                 state = self.children(resources, state)
             entry = state
             state = self.stmt(node.child_by_field_name("body"), state)
-            ends = [state]
-            for clause in node.named_children:
-                if clause.type == "catch_clause":
-                    ends.append(self.block(clause, _merge(entry, state)))
+            ends = [state] + [self.block(c, _merge(entry, state)) for c in node.named_children if c.type == "catch_clause"]
             state = _merge(*ends)
             for clause in node.named_children:
                 if clause.type == "finally_clause":
                     state = self.children(clause, state)
-        finally:
-            declared = self.scopes.pop()
-        return self._restore(state, outer, declared)
+            return state
+
+        return self.scoped(state, walk)
 
     def function(self, node, state: State) -> State:
         """Parameters start their variables; the body is a scope."""
@@ -394,15 +384,6 @@ class _Extractor:
             state = self.stmt(node.child_by_field_name("body"), state)
         finally:
             self.scopes.pop()
-        return state
-
-    @staticmethod
-    def _restore(state: State, outer: State, declared: set[str]) -> State:
-        for name in declared:
-            if name in outer:
-                state = {**state, name: outer[name]}
-            else:
-                state = {k: v for k, v in state.items() if k != name}
         return state
 
 
