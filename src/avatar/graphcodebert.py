@@ -42,20 +42,30 @@ def flows(texts: list[str], language: str) -> list[DataFlow]:
     import json
 
     from avatar._io import cache_dir, sha256_json, write_text_atomic
-    from avatar.dataflow import Variable, extract
+    from avatar.dataflow import extract
 
-    key = sha256_json({"format": CACHE_FORMAT, "language": language, "texts": texts})
-    path = cache_dir() / "dataflow" / f"{key}.json"
+    path = cache_dir() / "dataflow" / f"{sha256_json({'format': CACHE_FORMAT, 'language': language, 'texts': texts})}.json"
+    cached = _read_flows(path)
+    if cached is not None:
+        return cached
+    out = [extract(text, language) for text in texts]
+    write_text_atomic(path, json.dumps([{"tokens": f.tokens, "nodes": [[v.name, v.token] for v in f.nodes],
+                                         "edges": f.edges, "parsed": f.parsed} for f in out]))
+    return out
+
+
+def _read_flows(path) -> list[DataFlow] | None:
+    """Cached graphs, or None when there are none (or the file is damaged: they are extracted again)."""
+    import json
+
+    from avatar.dataflow import Variable
+
     try:
         raw = json.loads(path.read_text())
         return [DataFlow(tuple(f["tokens"]), tuple(Variable(n, t) for n, t in f["nodes"]),
                          tuple((n, r, tuple(s)) for n, r, s in f["edges"]), f["parsed"]) for f in raw]
     except (OSError, ValueError, KeyError, TypeError):
-        pass
-    out = [extract(text, language) for text in texts]
-    write_text_atomic(path, json.dumps([{"tokens": f.tokens, "nodes": [[v.name, v.token] for v in f.nodes],
-                                         "edges": f.edges, "parsed": f.parsed} for f in out]))
-    return out
+        return None
 
 
 def _subwords(tokenizer, tokens: tuple[str, ...]) -> list[list[str]]:

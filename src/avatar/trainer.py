@@ -18,7 +18,7 @@ from rich.progress import Progress
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from avatar.graphcodebert import GraphInput
-from avatar.modeling import Classifier
+from avatar.modeling import Classifier, model_max_length
 from avatar.tasks import Example, Task
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,6 @@ def encode_graphs(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example
 def encode_for(model: Classifier, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], task: Task) -> Encoded:
     """Examples as a saved model reads them: token-only, or GraphCodeBERT's graph input when its folder says so."""
     from avatar.graphcodebert import FLOW_LENGTH_KEY, LANGUAGE, MODEL_TYPE_KEY
-    from avatar.modeling import model_max_length
 
     if getattr(model.config, MODEL_TYPE_KEY, None) == "graphcodebert":
         return encode_graphs(tokenizer, examples, LANGUAGE[task.name], model_max_length(model), getattr(model.config, FLOW_LENGTH_KEY))
