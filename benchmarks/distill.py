@@ -23,9 +23,10 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from avatar.cost import MB
-from avatar.distill import DistillConfig, distill
+from avatar.distill import distill
 from avatar.labels import label, load_soft_labels
-from avatar.measure import MeasureConfig, load_subject, measure, ratios
+from avatar.measure import load_subject, measure, ratios
+from avatar.settings import DistillConfig, MeasureConfig
 from avatar.student import StudentConfig
 from avatar.tasks import get_task
 

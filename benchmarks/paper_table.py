@@ -33,8 +33,9 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
-from avatar.config import CompressConfig, DistillSection, MeasureSection, SearchSection
+from avatar.config import CompressConfig
 from avatar.pipeline import compress
+from avatar.settings import DistillConfig, MeasureConfig, SearchSettings
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -44,10 +45,10 @@ PAPER = {
     "source": "Shi et al., Greening Large Language Models of Code (ICSE-SEIS 2024), abstract: CodeBERT and GraphCodeBERT "
               "teachers on Devign and BigCloneBench",
 }
-SEARCH = SearchSection(samples=20, sample_epochs=1, sample_limit=1000, sample_eval_limit=500, latency_architectures=24,
-                       population=40, generations=50)
-DISTILL = DistillSection(epochs=3, patience=2)
-MEASURE = MeasureSection(runs=50, warmup=5, throughput_examples=128, energy_rounds=3, energy_examples=16)
+SEARCH = SearchSettings(samples=20, sample_epochs=1, sample_limit=1000, sample_eval_limit=500, latency_architectures=24,
+                        population=40, generations=50)
+DISTILL = DistillConfig(epochs=3, patience=2)
+MEASURE = MeasureConfig(runs=50, warmup=5, throughput_examples=128, energy_rounds=3, energy_examples=16)
 SPACE = {"position_embedding_type": ["absolute"]}
 BCB_SUBSAMPLE = {"unlabel_train.txt": 4000, "valid.txt": 1000, "test.txt": 2000}
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.export import ExportConfig, export
+from avatar.export import export
+from avatar.settings import ExportConfig
 from avatar.functions import find_functions, functions_in_source
 from avatar.runtime import ExportedModel
 from avatar.scan import scan

@@ -33,20 +33,20 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from avatar.candidates import distill_candidate
-from avatar.distill import DistillConfig
 from avatar.indicator import Indicator
 from avatar.labels import load_soft_labels
-from avatar.pipeline import Run, SearchSettings, objectives_of, search_stages
+from avatar.pipeline import Run, objectives_of, search_stages
 from avatar.search import hypervolume, nsga2, paper_ga
+from avatar.settings import SearchSettings
 from avatar.smt import Feasibility
 from avatar.space import Space
 from avatar.tasks import get_task
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-SHORT = DistillConfig(epochs=1, limit=1000, eval_limit=500, patience=None, seed=42)
 SPACE = {"position_embedding_type": ["absolute"]}  # see the module docstring
-SETTINGS = SearchSettings(budget_mb=3.0, samples=20, short_budget=SHORT, objective="latency", seed=42)  # as avatar compress --seed 42
+SETTINGS = SearchSettings(budget_mb=3.0, samples=20, sample_limit=1000, sample_eval_limit=500, objective="latency", seed=42)  # as avatar compress --seed 42
+SHORT = SETTINGS.short_budget()
 
 
 def main() -> None:
@@ -69,7 +69,7 @@ def main() -> None:
     candidates = [next(c for c in found if c["job"]["config"] == s) for s in samples]  # this run's, in sample order
 
     # the same fitted objectives for both algorithms
-    feas = Feasibility(space, SETTINGS.constraints(task))
+    feas = Feasibility(space, SETTINGS.constraints(task.num_inputs))
     indicator = Indicator.load(args.out / "indicator" / "indicator.json", space)
     timed = json.loads((args.out / "latency.json").read_text())
     objectives = objectives_of(args.out, task, space, "latency_ms")
@@ -105,7 +105,7 @@ def main() -> None:
     results = {
         "command": "python benchmarks/search.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "settings": {**asdict(SETTINGS), "short_budget": asdict(SHORT), "space_override": SPACE},
+        "settings": {**asdict(SETTINGS), "space_override": SPACE},
         "data": {"unlabelled": len(load_soft_labels(args.soft_labels).logits), "validation_scored_on": f"{SHORT.eval_limit} validation functions (stratified)"},
         "stage_seconds": stage_seconds,
         "space": stages["space"].result,
@@ -136,7 +136,7 @@ def main() -> None:
 
 def write_markdown(r: dict) -> None:
     s, c, ind, ch = r["settings"], r["candidates"], r["indicator"], r["chosen"]
-    sb = s["short_budget"]
+    sb = {"epochs": s["sample_epochs"], "limit": s["sample_limit"], "eval_limit": s["sample_eval_limit"]}
     lines = [
         "# Search stage on real Devign (MiniLM teacher's soft labels, CPU)",
         "",

@@ -15,7 +15,6 @@ import json
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,8 +22,8 @@ import transformers
 from transformers.utils import logging as hf_logging
 
 from avatar.tasks import get_task, stratified_sample
-from avatar.teacher import FinetuneConfig, finetune
-from avatar.trainer import TrainConfig
+from avatar.settings import FinetuneConfig
+from avatar.teacher import finetune
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -48,7 +47,7 @@ def run(task_name: str, data_root: Path, out_root: Path) -> dict:
     config = FinetuneConfig(
         model=COMMON["model"],
         max_length=COMMON["max_length"],
-        train=replace(TrainConfig(), epochs=s["epochs"], learning_rate=COMMON["lr"], batch_size=COMMON["batch_size"], seed=COMMON["seed"]),
+        epochs=s["epochs"], learning_rate=COMMON["lr"], batch_size=COMMON["batch_size"], seed=COMMON["seed"],
     )
     start = time.perf_counter()
     metrics = finetune(task, data, out_root / task_name, config)

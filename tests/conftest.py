@@ -173,7 +173,8 @@ def _saved_classifier(folder: Path, task_name: str, encoder: Path) -> Path:
 def exports(tmp_path_factory, tiny_encoder) -> dict[str, Path]:
     """Export folders (fp32 and int8) of an untrained defect and an untrained clone classifier on the tiny encoder,
     parity-checked on the synthetic test splits: built once, read by every test of export, runtime and scan."""
-    from avatar.export import ExportConfig, export
+    from avatar.export import export
+    from avatar.settings import ExportConfig
     from avatar.tasks import get_task
 
     root = tmp_path_factory.mktemp("exports")

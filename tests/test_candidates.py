@@ -4,7 +4,7 @@ import pytest
 
 from avatar.candidates import score_candidates
 from avatar.cost import parameter_count
-from avatar.distill import DistillConfig
+from avatar.settings import DistillConfig
 from avatar.executor import LocalExecutor
 from avatar.labels import label, load_soft_labels
 from avatar.student import StudentConfig

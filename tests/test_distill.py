@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from avatar.distill import DistillConfig, DistillationTrainer, distill, teacher_view
+from avatar.distill import DistillationTrainer, distill, teacher_view
 from avatar.errors import AvatarError
 from avatar.labels import SoftLabels, label, load_soft_labels
 from avatar.modeling import load_classifier
 from avatar.student import StudentConfig, build_student
 from avatar.tasks import get_task
-from avatar.teacher import FinetuneConfig, finetune
-from avatar.trainer import TrainConfig, encode
+from avatar.settings import DistillConfig, FinetuneConfig, TrainConfig
+from avatar.teacher import finetune
+from avatar.trainer import encode
 
 from conftest import write_defect_data
 
@@ -25,7 +26,7 @@ def taught(tmp_path_factory, tiny_encoder):
     root = tmp_path_factory.mktemp("taught")
     task = get_task("defect")
     data = task.load(write_defect_data(root / "data", sizes=(400, 60, 60)))
-    cfg = FinetuneConfig(model=str(tiny_encoder), max_length=48, train=TrainConfig(epochs=6, learning_rate=3e-3, warmup_ratio=0.0, seed=0))
+    cfg = FinetuneConfig(model=str(tiny_encoder), max_length=48, epochs=6, learning_rate=3e-3, warmup_ratio=0.0, seed=0)
     metrics = finetune(task, data, root / "teacher", cfg)
     label(root / "teacher", task, data.unlabelled, root / "soft.json")
     return task, data, load_soft_labels(root / "soft.json"), metrics

@@ -7,7 +7,8 @@ import torch
 
 from avatar.modeling import load_pretrained
 from avatar.tasks import Example, get_task
-from avatar.trainer import Trainer, TrainConfig, encode, encode_graphs, predict_logits
+from avatar.settings import TrainConfig
+from avatar.trainer import Trainer, encode, encode_graphs, predict_logits
 
 
 def test_without_variables_the_graph_path_is_the_token_path(tiny_encoder):
@@ -75,6 +76,10 @@ def test_graphcodebert_teacher_fine_tunes_and_labels_through_the_cli(tmp_path, t
     np.testing.assert_allclose([by_id[ex.id] for ex in data.unlabelled], graph_logits, rtol=0, atol=2e-6)
     token_logits = predict_logits(model, encode(tokenizer, data.unlabelled, 32))
     assert np.abs(graph_logits - token_logits).max() > 1e-5  # far above the 6-decimal rounding of the label file
+    # the runtime reads tokens only: exporting the graph model would silently drop its data flow, so it is refused
+    r = runner.invoke(app, ["export", "--model", str(out), "--out", str(tmp_path / "onnx"), "--data", str(defect_data)])
+    assert r.exit_code != 0 and "GraphCodeBERT model cannot be exported" in str(r.exception)
+    assert not (tmp_path / "onnx").exists()
 
 
 def test_graphs_are_extracted_once_per_data_set(tiny_encoder, monkeypatch):

@@ -68,12 +68,12 @@ def test_bad_soft_label_file(tmp_path):
 
 
 def test_teacher_must_not_label_its_own_training_examples(tmp_path, tiny_encoder, defect_data):
-    from avatar.teacher import FinetuneConfig, finetune
-    from avatar.trainer import TrainConfig
+    from avatar.settings import FinetuneConfig
+    from avatar.teacher import finetune
 
     task = get_task("defect")
     data = task.load(defect_data, seed=1)
-    finetune(task, data, tmp_path / "t", FinetuneConfig(model=str(tiny_encoder), max_length=32, train=TrainConfig(epochs=1)))
+    finetune(task, data, tmp_path / "t", FinetuneConfig(model=str(tiny_encoder), max_length=32, epochs=1))
     other_split = task.load(defect_data, seed=2)  # another seed: some of its unlabelled half taught the teacher
     with pytest.raises(AvatarError, match="the teacher was fine-tuned on .* of the examples it should label"):
         label(tmp_path / "t", task, other_split.unlabelled, tmp_path / "soft.json")

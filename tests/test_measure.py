@@ -6,7 +6,8 @@ from typer.testing import CliRunner
 import avatar.measure as measure_mod
 from avatar.cli import app
 from avatar.errors import AvatarError
-from avatar.measure import MeasureConfig, load_subject, measure, ratios
+from avatar.measure import load_subject, measure, ratios
+from avatar.settings import MeasureConfig
 from avatar.tasks import get_task
 
 FAST = MeasureConfig(runs=4, warmup=1, throughput_examples=8, throughput_batch=4, energy_rounds=1, energy_examples=2)
@@ -51,7 +52,7 @@ def test_measure_reports_every_field(model_dir, defect_data):
 
 
 def test_architecture_only_model_has_costs_but_no_score(monkeypatch, defect_data, model_dir):
-    tiny_arch = dict(measure_mod.CODEBERT_BASE, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    tiny_arch = dict(measure_mod.ARCHITECTURES["codebert-base"], hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     monkeypatch.setitem(measure_mod.ARCHITECTURES, "codebert-base", tiny_arch)
     monkeypatch.setattr(measure_mod, "ARCH_TOKENS", 16)
     task = get_task("defect")

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
+import avatar
 import avatar.candidates as candidates_mod
 from avatar.config import load_config
 from avatar.pipeline import Run, compress, labels_stage, teacher_stage
 from avatar.tasks import get_task
-from avatar.teacher import FinetuneConfig
-from avatar.trainer import TrainConfig
+from avatar.settings import FinetuneConfig
 
 TINY_SPACE = """
 [space]
@@ -93,7 +93,7 @@ def test_teacher_and_labels_resume_and_rerun_on_changed_settings(tmp_path, tiny_
 
     task = get_task("defect")
     data = task.load(defect_data)
-    config = FinetuneConfig(model=str(tiny_encoder), max_length=32, limit=20, eval_limit=10, train=TrainConfig(epochs=1))
+    config = FinetuneConfig(model=str(tiny_encoder), max_length=32, limit=20, eval_limit=10, epochs=1)
     run = Run(tmp_path / "run")
     first = teacher_stage(run, task, data, config)
     soft = labels_stage(run, task, data, first)
@@ -105,7 +105,7 @@ def test_teacher_and_labels_resume_and_rerun_on_changed_settings(tmp_path, tiny_
     again = teacher_stage(run, task, data, config)
     assert again.reused and not calls and labels_stage(run, task, data, again).reused
 
-    changed = FinetuneConfig(model=str(tiny_encoder), max_length=32, limit=20, eval_limit=10, train=TrainConfig(epochs=2))
+    changed = FinetuneConfig(model=str(tiny_encoder), max_length=32, limit=20, eval_limit=10, epochs=2)
     third = teacher_stage(run, task, data, changed)
     assert calls == [1] and not third.reused
     relabelled = labels_stage(run, task, data, third)
@@ -114,8 +114,10 @@ def test_teacher_and_labels_resume_and_rerun_on_changed_settings(tmp_path, tiny_
 
 def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny_encoder, defect_data, monkeypatch):
     run = tmp_path / "run"
-    config = load_config(tiny_compress_toml(tmp_path / "c.toml", defect_data, tiny_encoder))
-    stages = compress(config, run)
+    config = avatar.resolve_settings(tiny_compress_toml(tmp_path / "c.toml", defect_data, tiny_encoder))
+    result = avatar.compress(config, run)  # the public API: the CLI's compress is this call
+    stages = result.stages
+    assert result.root == run and result.config == config and result.metrics == json.loads((run / "metrics.json").read_text())
     for name in ("config.toml", "teacher/model.safetensors", "soft_labels.json", "space.json", "indicator/indicator.json",
                  "pareto.csv", "pareto.json", "chosen_student.json", "student/model.safetensors", "metrics.json", "report.md",
                  "pareto.png", "comparison.png", "space.png", "indicator.png", "onnx/avatar.json", "onnx/model.int8.onnx"):
@@ -130,17 +132,17 @@ def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny
 
     calls = []
     monkeypatch.setattr(candidates_mod, "distill_candidate", lambda job: calls.append(job) or {"valid": {"roc_auc": 0.5}})
-    assert all(s.reused for s in compress(config, run).values()) and not calls
+    assert all(s.reused for s in compress(config, run).stages.values()) and not calls
 
     # more distillation epochs: only the student and what reads it are redone
     from dataclasses import replace
 
     longer = replace(config, distill=replace(config.distill, epochs=2))
-    redone = {name for name, s in compress(longer, run).items() if not s.reused}
+    redone = {name for name, s in compress(longer, run).stages.items() if not s.reused}
     assert redone == {"student", "export", "measure", "report"}
     # another choice rule: the search is kept, the choice and everything after it is redone
     knee = replace(longer, search=replace(longer.search, prefer="knee"))
-    assert {name for name, s in compress(knee, run).items() if not s.reused} == {"choose", "student", "export", "measure", "report"}
+    assert {name for name, s in compress(knee, run).stages.items() if not s.reused} == {"choose", "student", "export", "measure", "report"}
     assert not calls
 
 
@@ -189,3 +191,13 @@ def test_a_teacher_fine_tuned_before_is_taken_as_it_is(tmp_path, tiny_encoder, d
     assert not teacher_stage(run, task, data, config, finetuned=str(defect_classifier)).reused
     with pytest.raises(AvatarError, match="must be a local folder"):
         teacher_stage(run, task, data, config, finetuned="minilm")
+
+
+def test_compress_fine_tunes_a_graphcodebert_teacher_from_its_config(tmp_path, tiny_encoder, defect_data):
+    toml = tiny_compress_toml(tmp_path / "c.toml", defect_data, tiny_encoder)
+    toml.write_text(toml.read_text().replace("[finetune]\n", '[finetune]\nmodel_type = "graphcodebert"\nflow_length = 8\n'))
+    run = tmp_path / "run"
+    compress(load_config(toml), run)
+    saved = json.loads((run / "teacher" / "config.json").read_text())
+    assert saved["avatar_model_type"] == "graphcodebert" and saved["avatar_flow_length"] == 8 and saved["avatar_max_length"] == 32
+    assert json.loads((run / "metrics.json").read_text())["results"][0]["role"] == "teacher"

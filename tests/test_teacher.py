@@ -5,15 +5,16 @@ import pytest
 from avatar.errors import AvatarError
 from avatar.modeling import load_classifier
 from avatar.tasks import get_task
-from avatar.teacher import FinetuneConfig, finetune, limit_examples
-from avatar.trainer import TrainConfig, encode, score
+from avatar.settings import FinetuneConfig
+from avatar.teacher import finetune, limit_examples
+from avatar.trainer import encode, score
 
 
 @pytest.mark.parametrize("name", ["defect", "clone"])
 def test_finetune_writes_a_complete_teacher_folder(tmp_path, tiny_encoder, defect_data, clone_data, name):
     task = get_task(name)
     data = task.load(defect_data if name == "defect" else clone_data)
-    config = FinetuneConfig(model=str(tiny_encoder), max_length=48, limit=40, eval_limit=20, train=TrainConfig(epochs=1, learning_rate=1e-3))
+    config = FinetuneConfig(model=str(tiny_encoder), max_length=48, limit=40, eval_limit=20, epochs=1, learning_rate=1e-3)
     metrics = finetune(task, data, tmp_path / "teacher", config)
     files = {p.name for p in (tmp_path / "teacher").iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json"} <= files
@@ -25,7 +26,7 @@ def test_finetune_writes_a_complete_teacher_folder(tmp_path, tiny_encoder, defec
     # the saved weights are the ones that were scored
     model, tokenizer = load_classifier(tmp_path / "teacher", task)
     assert model.config.avatar_max_length == 48
-    valid = limit_examples(data.valid, 20, config.train.seed)
+    valid = limit_examples(data.valid, 20, config.seed)
     assert score(task, model, encode(tokenizer, valid, 48)) == metrics["valid"]
 
 
@@ -45,7 +46,7 @@ def test_interrupted_save_leaves_no_folder(tmp_path, tiny_encoder, defect_data, 
         raise KeyboardInterrupt  # the user pressed Ctrl-C while the weights were being written
 
     monkeypatch.setattr(teacher_mod, "save_classifier", half_written)
-    config = FinetuneConfig(model=str(tiny_encoder), max_length=32, limit=20, eval_limit=10, train=TrainConfig(epochs=1))
+    config = FinetuneConfig(model=str(tiny_encoder), max_length=32, limit=20, eval_limit=10, epochs=1)
     with pytest.raises(KeyboardInterrupt):
         finetune(get_task("defect"), get_task("defect").load(defect_data), tmp_path / "teacher", config)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["defect"]
@@ -53,5 +54,5 @@ def test_interrupted_save_leaves_no_folder(tmp_path, tiny_encoder, defect_data, 
 
 def test_max_length_beyond_the_model_is_refused(tmp_path, tiny_encoder, defect_data):
     config = FinetuneConfig(model=str(tiny_encoder), max_length=500)  # the tiny encoder has 66 positions
-    with pytest.raises(AvatarError, match="--max-length 500 exceeds what"):
+    with pytest.raises(AvatarError, match="max_length 500 exceeds what"):
         finetune(get_task("defect"), get_task("defect").load(defect_data), tmp_path / "teacher", config)

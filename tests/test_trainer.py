@@ -5,7 +5,8 @@ import torch
 
 from avatar.modeling import load_pretrained
 from avatar.tasks import get_task
-from avatar.trainer import TrainConfig, Trainer, collate, encode, param_groups, predict_logits, score
+from avatar.settings import TrainConfig
+from avatar.trainer import Trainer, collate, encode, param_groups, predict_logits, score
 
 from conftest import write_clone_data, write_defect_data
 

@@ -18,6 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from avatar._render import footer, metrics_table, results_table, space_summary, space_table, times
 from avatar.errors import AvatarError
+from avatar.settings import (
+    BUDGET_MB, MINILM, SEED, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -81,30 +84,24 @@ def _budget(budget_mb: float) -> None:
         raise AvatarError(f"--budget-mb must be a positive number of MB up to 1e6, got {budget_mb}")
 
 
-def _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed, task="defect", model_type="encoder",
-                     flow_length=None):
-    from avatar.graphcodebert import DEFAULT_LENGTHS
-    from avatar.teacher import FinetuneConfig
-    from avatar.trainer import TrainConfig
-
-    if model_type not in ("encoder", "graphcodebert"):
-        raise AvatarError(f"--model-type must be encoder or graphcodebert, got {model_type!r}")
-    if flow_length is not None and model_type != "graphcodebert":
-        raise AvatarError("--flow-length needs --model-type graphcodebert")
-    if max_length is None:  # the paper's teachers: GraphCodeBERT reads 400 (defect) or 384 (clone) code tokens
-        max_length = DEFAULT_LENGTHS.get(task, (256,))[0] if model_type == "graphcodebert" else 256
+def _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed, model_type="encoder", flow_length=None):
     _at_least(1, max_length=max_length, epochs=epochs, batch_size=batch_size, limit=limit, eval_limit=eval_limit, flow_length=flow_length)
     _positive(lr=lr)
-    train = TrainConfig(epochs=epochs, learning_rate=lr, batch_size=batch_size, seed=seed)
-    return FinetuneConfig(model=model, max_length=max_length, limit=limit, eval_limit=eval_limit, train=train,
-                          model_type=model_type, flow_length=flow_length)
+    config = FinetuneConfig(model=model, model_type=model_type, max_length=max_length, flow_length=flow_length, limit=limit,
+                            eval_limit=eval_limit, epochs=epochs, learning_rate=lr, batch_size=batch_size, seed=seed)
+    try:
+        config.check()
+    except AvatarError as e:
+        raise AvatarError(e.message.replace("model_type", "--model-type").replace("flow_length", "--flow-length")) from None
+    return config
 
 
+_FT, _DISTILL, _SEARCH, _MEASURE, _EXPORT = FinetuneConfig(), DistillConfig(), SearchSettings(), MeasureConfig(), ExportConfig()
 Model = Annotated[str, typer.Option("--model", help="pretrained encoder: 'minilm' (packaged), a local folder, or a hub id")]
+MaxLength = Annotated[int | None, typer.Option(help="tokens per function (GraphCodeBERT: code tokens) [default: 256; graphcodebert: 400 defect, 384 clone]")]
 Epochs = Annotated[int, typer.Option(help="training epochs")]
 Lr = Annotated[float, typer.Option("--lr", help="peak learning rate")]
 Batch = Annotated[int, typer.Option(help="training batch size")]
-MaxLen = Annotated[int, typer.Option(help="tokens per function")]
 Seed = Annotated[int, typer.Option(help="random seed (data split, shuffling, initialisation)")]
 Limit = Annotated[int | None, typer.Option(help="at most this many labelled training examples")]
 EvalLimit = Annotated[int | None, typer.Option(help="at most this many validation and test examples each")]
@@ -115,17 +112,16 @@ def finetune(
     out: Annotated[Path, typer.Option("--out", help="folder for the fine-tuned teacher")],
     task: TaskOpt = "defect",
     data: DataOpt = None,
-    model: Model = "minilm",
-    epochs: Epochs = 3,
-    lr: Lr = 5e-5,
-    batch_size: Batch = 16,
-    max_length: Annotated[int | None, typer.Option(help="tokens per function (GraphCodeBERT: code tokens) [default: 256; "
-                                                      "graphcodebert: 400 defect, 384 clone]")] = None,
-    seed: Seed = 42,
+    model: Model = MINILM,
+    epochs: Epochs = _FT.epochs,
+    lr: Lr = _FT.learning_rate,
+    batch_size: Batch = _FT.batch_size,
+    max_length: MaxLength = None,
+    seed: Seed = SEED,
     limit: Limit = None,
     eval_limit: EvalLimit = None,
     model_type: Annotated[str, typer.Option("--model-type", help="encoder (code tokens) or graphcodebert (code tokens and "
-                                            "data-flow graph; a RoBERTa model such as microsoft/graphcodebert-base)")] = "encoder",
+                                            "data-flow graph; a RoBERTa model such as microsoft/graphcodebert-base)")] = _FT.model_type,
     flow_length: Annotated[int | None, typer.Option(help="graphcodebert: data-flow nodes per function [default: 114 defect, 128 clone]")] = None,
 ) -> None:
     """Fine-tune a pretrained encoder (the teacher) on the labelled half of train."""
@@ -133,7 +129,7 @@ def finetune(
     from avatar.teacher import finetune as run
 
     t = get_task(task)
-    config = _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed, task, model_type, flow_length)
+    config = _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed, model_type, flow_length)
     task_data = t.load(data, seed=seed)
     with _progress() as progress:
         metrics = run(t, task_data, out, config, progress)
@@ -147,8 +143,8 @@ def label_cmd(
     out: Annotated[Path, typer.Option("--out", help="soft-label file to write (JSON)")],
     task: TaskOpt = "defect",
     data: DataOpt = None,
-    seed: Seed = 42,
-    batch_size: Annotated[int, typer.Option(help="inference batch size")] = 32,
+    seed: Seed = SEED,
+    batch_size: Annotated[int, typer.Option(help="inference batch size")] = _FT.eval_batch_size,
 ) -> None:
     """Write the teacher's logits on the unlabelled half of train (cached by teacher and data)."""
     from avatar.labels import label
@@ -166,13 +162,13 @@ def label_cmd(
 def teacher(
     task: TaskOpt = "defect",
     data: DataOpt = None,
-    model: Model = "minilm",
+    model: Model = MINILM,
     out: Annotated[Path, typer.Option("--out", help="run directory")] = Path("avatar-run"),
-    epochs: Epochs = 3,
-    lr: Lr = 5e-5,
-    batch_size: Batch = 16,
-    max_length: MaxLen = 256,
-    seed: Seed = 42,
+    epochs: Epochs = _FT.epochs,
+    lr: Lr = _FT.learning_rate,
+    batch_size: Batch = _FT.batch_size,
+    max_length: MaxLength = None,
+    seed: Seed = SEED,
     limit: Limit = None,
     eval_limit: EvalLimit = None,
 ) -> None:
@@ -202,17 +198,17 @@ def distill_cmd(
     config: Annotated[Path | None, typer.Option("--config", help="student configuration JSON [default: built-in ~2.3 MB config]")] = None,
     task: TaskOpt = "defect",
     data: DataOpt = None,
-    epochs: Epochs = 10,
-    temperature: Annotated[float, typer.Option(help="distillation temperature T")] = 2.0,
-    alpha: Annotated[float, typer.Option(help="weight of cross-entropy on the teacher's argmax")] = 0.0,
-    patience: Annotated[int, typer.Option(help="validations without improvement before stopping (0: never stop early)")] = 3,
-    seed: Seed = 42,
+    epochs: Epochs = _DISTILL.epochs,
+    temperature: Annotated[float, typer.Option(help="distillation temperature T")] = _DISTILL.temperature,
+    alpha: Annotated[float, typer.Option(help="weight of cross-entropy on the teacher's argmax")] = _DISTILL.alpha,
+    patience: Annotated[int, typer.Option(help="validations without improvement before stopping (0: never stop early)")] = _DISTILL.patience,
+    seed: Seed = SEED,
     limit: Annotated[int | None, typer.Option(help="at most this many unlabelled examples (short budget)")] = None,
     eval_limit: EvalLimit = None,
 ) -> None:
     """Train a student from scratch on the teacher's soft labels, with its own tokenizer."""
     from avatar._io import check_replaceable
-    from avatar.distill import DistillConfig, distill
+    from avatar.distill import distill
     from avatar.labels import load_soft_labels
     from avatar.student import StudentConfig
     from avatar.tasks import get_task
@@ -225,10 +221,8 @@ def distill_cmd(
     task_data = t.load(data, seed=seed)
     labels = load_soft_labels(soft_labels)
     check_replaceable(out)
-    settings = DistillConfig(
-        epochs=epochs, temperature=temperature, alpha=alpha, limit=limit, eval_limit=eval_limit,
-        patience=patience or None, seed=seed,
-    )
+    settings = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, limit=limit, eval_limit=eval_limit,
+                             patience=patience or None, seed=seed)
     with _progress() as progress:
         metrics = distill(t, task_data, labels, student, out, settings, progress)
     console.print(metrics_table(f"student on {task}", {"valid": metrics["valid"], "test": metrics["test"]}))
@@ -244,14 +238,14 @@ JsonOut = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 
 
 def _measure(specs: list[str], task: str, data: Path | None, seed: int, runs: int, threads: int | None, country: str | None, eval_limit: int | None):
-    from avatar.measure import MeasureConfig, load_subjects, measure
+    from avatar.measure import load_subjects, measure
     from avatar.tasks import get_task
 
     _at_least(1, runs=runs, threads=threads, eval_limit=eval_limit)
     t = get_task(task)
     task_data = t.load(data, seed=seed)
-    cfg = MeasureConfig(runs=runs, threads=threads, country=country)
-    subjects = load_subjects(specs, t, task_data.test, cfg, eval_limit, seed)
+    cfg = MeasureConfig(runs=runs, threads=threads, country=country, eval_limit=eval_limit)
+    subjects = load_subjects(specs, t, task_data.test, cfg, seed)
     with err_console.status("measuring"):
         return t, measure(subjects, t, cfg)
 
@@ -261,8 +255,8 @@ def evaluate(
     model: Annotated[str, typer.Option("--model", help="model folder, or arch:codebert-base (random weights, costs only)")],
     task: TaskOpt = "defect",
     data: DataOpt = None,
-    seed: Seed = 42,
-    runs: Runs = 50,
+    seed: Seed = SEED,
+    runs: Runs = _MEASURE.runs,
     threads: Threads = None,
     country: Country = None,
     eval_limit: Annotated[int | None, typer.Option(help="score on at most this many test examples")] = None,
@@ -282,8 +276,8 @@ def compare(
     models: Annotated[list[str], typer.Argument(help="reference model first (the teacher), then the others")],
     task: TaskOpt = "defect",
     data: DataOpt = None,
-    seed: Seed = 42,
-    runs: Runs = 50,
+    seed: Seed = SEED,
+    runs: Runs = _MEASURE.runs,
     threads: Threads = None,
     country: Country = None,
     eval_limit: Annotated[int | None, typer.Option(help="score on at most this many test examples")] = None,
@@ -317,9 +311,9 @@ ChoicesOpt = Annotated[list[str] | None, typer.Option("--choices", help="overrid
 @app.command()
 def space(
     task: TaskOpt = "defect",
-    budget_mb: Annotated[float, typer.Option("--budget-mb", help="largest student, MB of fp32 weights (1 MB = 2^20 bytes)")] = 3.0,
+    budget_mb: Annotated[float, typer.Option("--budget-mb", help="largest student, MB of fp32 weights (1 MB = 2^20 bytes)")] = BUDGET_MB,
     max_gflops: Annotated[float | None, typer.Option("--max-gflops", help="cap on inference GFLOPs per example")] = None,
-    min_head_dim: Annotated[int, typer.Option(help="smallest hidden_size / heads allowed")] = 4,
+    min_head_dim: Annotated[int, typer.Option(help="smallest hidden_size / heads allowed")] = _SEARCH.min_head_dim,
     space_file: Annotated[Path | None, typer.Option("--space", help="TOML/JSON file overriding dimension ranges")] = None,
     ranges: RangeOpt = None,
     choices: ChoicesOpt = None,
@@ -351,45 +345,44 @@ def search(
     out: Annotated[Path, typer.Option("--out", help="run directory for space.json, indicator/, pareto.*, chosen_student.json")],
     task: TaskOpt = "defect",
     data: DataOpt = None,
-    seed: Seed = 42,
-    budget_mb: Annotated[float, typer.Option("--budget-mb", help="largest student, MB of fp32 weights")] = 3.0,
+    seed: Seed = SEED,
+    budget_mb: Annotated[float, typer.Option("--budget-mb", help="largest student, MB of fp32 weights")] = BUDGET_MB,
     max_gflops: Annotated[float | None, typer.Option("--max-gflops", help="cap on inference GFLOPs per example")] = None,
-    samples: Annotated[int, typer.Option(help="configurations distilled briefly to train the indicator")] = 20,
-    sample_epochs: Annotated[int, typer.Option(help="epochs of each sample's short distillation")] = 1,
-    sample_limit: Annotated[int, typer.Option(help="unlabelled examples of each sample's short distillation")] = 2000,
-    sample_metric: Annotated[str, typer.Option(help="validation metric the indicator learns: roc_auc, accuracy or f1")] = "roc_auc",
-    objective: Annotated[str, typer.Option(help="latency (measured on this CPU) or flops (the paper's proxy)")] = "latency",
-    algorithm: Annotated[str, typer.Option(help="nsga2 or paper-ga (the paper's GA, for comparison)")] = "nsga2",
-    generations: Annotated[int, typer.Option(help="generations (NSGA-II, or the paper GA's 50)")] = 50,
-    population: Annotated[int, typer.Option(help="population (NSGA-II 40; the paper GA used 20)")] = 40,
-    min_head_dim: Annotated[int, typer.Option(help="smallest hidden_size / heads allowed")] = 4,
+    samples: Annotated[int, typer.Option(help="configurations distilled briefly to train the indicator")] = _SEARCH.samples,
+    sample_epochs: Annotated[int, typer.Option(help="epochs of each sample's short distillation")] = _SEARCH.sample_epochs,
+    sample_limit: Annotated[int, typer.Option(help="unlabelled examples of each sample's short distillation")] = _SEARCH.sample_limit,
+    sample_eval_limit: Annotated[int, typer.Option(help="validation examples scoring each sample")] = _SEARCH.sample_eval_limit,
+    sample_metric: Annotated[str, typer.Option(help="validation metric the indicator learns: roc_auc, accuracy or f1")] = _SEARCH.sample_metric,
+    objective: Annotated[str, typer.Option(help="latency (measured on this CPU) or flops (the paper's proxy)")] = _SEARCH.objective,
+    algorithm: Annotated[str, typer.Option(help="nsga2 or paper-ga (the paper's GA, for comparison)")] = _SEARCH.algorithm,
+    generations: Annotated[int, typer.Option(help="generations (NSGA-II, or the paper GA's 50)")] = _SEARCH.generations,
+    population: Annotated[int, typer.Option(help="population (NSGA-II 40; the paper GA used 20)")] = _SEARCH.population,
+    min_head_dim: Annotated[int, typer.Option(help="smallest hidden_size / heads allowed")] = _SEARCH.min_head_dim,
     space_file: Annotated[Path | None, typer.Option("--space", help="TOML/JSON file overriding dimension ranges")] = None,
     ranges: RangeOpt = None,
     choices: ChoicesOpt = None,
-    prefer: Annotated[str, typer.Option(help="automatic choice: effectiveness, knee, fastest or smallest")] = "effectiveness",
-    executor: Annotated[str, typer.Option(help="local (process pool) or ray")] = "local",
+    prefer: Annotated[str, typer.Option(help="automatic choice: effectiveness, knee, fastest or smallest")] = _SEARCH.prefer,
+    executor: Annotated[str, typer.Option(help="local (process pool) or ray")] = _SEARCH.executor,
     workers: Annotated[int | None, typer.Option(help="local workers [default: one per core]")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="join this Ray cluster")] = None,
 ) -> None:
     """Sample feasible students, distil each briefly, fit the indicator, search the Pareto set and choose one."""
-    from avatar.distill import DistillConfig
-    from avatar.pipeline import Run, SearchSettings, check_search_settings, search_stages
+    from avatar.pipeline import Run, search_stages
     from avatar.space import Space
     from avatar.tasks import get_task
 
     _budget(budget_mb)
     _at_least(3, samples=samples)
-    _at_least(1, sample_epochs=sample_epochs, sample_limit=sample_limit, generations=generations, population=population,
-              workers=workers, min_head_dim=min_head_dim)
+    _at_least(1, sample_epochs=sample_epochs, sample_limit=sample_limit, sample_eval_limit=sample_eval_limit,
+              generations=generations, population=population, workers=workers, min_head_dim=min_head_dim)
     t = get_task(task)
     settings = SearchSettings(
-        budget_mb=budget_mb, max_gflops=max_gflops, min_head_dim=min_head_dim, samples=samples, population=population,
-        sample_metric=sample_metric,
-        short_budget=DistillConfig(epochs=sample_epochs, limit=sample_limit, eval_limit=500, patience=None, seed=seed),
-        objective=objective, algorithm=algorithm, generations=generations, prefer=prefer, executor=executor,
+        budget_mb=budget_mb, max_gflops=max_gflops, min_head_dim=min_head_dim, samples=samples, sample_epochs=sample_epochs,
+        sample_limit=sample_limit, sample_eval_limit=sample_eval_limit, sample_metric=sample_metric, objective=objective,
+        algorithm=algorithm, population=population, generations=generations, prefer=prefer, executor=executor,
         workers=workers, ray_address=ray_address, seed=seed,
     )
-    check_search_settings(settings)
+    settings.check()
     sp = (Space.load(space_file) if space_file else Space.paper()).override_flags(ranges or [], choices or [])
     with err_console.status("searching") as status:
         run = Run(out, on_start=lambda name: status.update(f"search: {name}"), on_end=_stage_line)
@@ -407,24 +400,21 @@ def _stage_line(stage) -> None:
 
 
 def _compress_config(config_file: Path | None, flags: dict):
-    """Built-in defaults, then the TOML file, then the flags given on the command line."""
-    from dataclasses import replace
+    """The run's settings: defaults, preset, the TOML file, then the flags given on the command line."""
+    from avatar.config import resolve
 
-    from avatar.config import CompressConfig, load_config
-
-    config = load_config(config_file) if config_file else CompressConfig()
-    top = {k: v for k, v in flags.items() if v is not None and k in ("task", "teacher", "teacher_finetuned", "budget_mb", "seed")}
+    given = {k: v for k, v in flags.items() if v is not None}
     # paths saved absolute, so RUN/config.toml works from anywhere (a teacher may also be a name or a hub id)
-    if flags.get("data") is not None:
-        top["data"] = str(Path(flags["data"]).resolve())
-    if flags.get("teacher") is not None and Path(flags["teacher"]).exists():
-        top["teacher"] = str(Path(flags["teacher"]).resolve())
-    search = {k: v for k, v in flags.items() if v is not None and k in ("samples", "objective", "algorithm", "prefer", "executor", "workers", "ray_address")}
-    config = replace(config, **top, search=replace(config.search, **search))
-    if flags.get("epochs") is not None:
-        config = replace(config, distill=replace(config.distill, epochs=flags["epochs"]))
-    config.validate()
-    return config
+    if "data" in given:
+        given["data"] = str(Path(given["data"]).resolve())
+    if "teacher" in given and Path(given["teacher"]).exists():
+        given["teacher"] = str(Path(given["teacher"]).resolve())
+    options = {k: given.pop(k) for k in list(given) if k in ("task", "data", "preset", "teacher", "teacher_finetuned", "budget_mb", "seed")}
+    if "epochs" in given:
+        options["distill"] = {"epochs": given.pop("epochs")}
+    if given:
+        options["search"] = given
+    return resolve(config_file, options)
 
 
 @app.command()
@@ -433,12 +423,13 @@ def compress(
     data: DataOpt = None,
     teacher: Annotated[str | None, typer.Option("--teacher", help="'minilm' (packaged), a local folder or a hub id [default: minilm]")] = None,
     teacher_finetuned: Annotated[bool | None, typer.Option("--teacher-finetuned", help="the teacher is already fine-tuned: skip fine-tuning")] = None,
-    budget_mb: Annotated[float | None, typer.Option("--budget-mb", help="largest student, MB of fp32 weights [default: 3]")] = None,
+    budget_mb: Annotated[float | None, typer.Option("--budget-mb", help=f"largest student, MB of fp32 weights [default: {BUDGET_MB:g}]")] = None,
+    preset: Annotated[str | None, typer.Option(help="budget profile: demo (small, for the built-in sample) [default: demo without --data]")] = None,
     out: Annotated[Path, typer.Option("--out", help="run directory")] = Path("avatar-run"),
     config_file: Annotated[Path | None, typer.Option("--config", help="TOML file of options (e.g. a run's config.toml); flags override it")] = None,
-    seed: Annotated[int | None, typer.Option(help="random seed [default: 42]")] = None,
-    samples: Annotated[int | None, typer.Option(help="configurations distilled briefly for the indicator [default: 8]")] = None,
-    epochs: Annotated[int | None, typer.Option(help="epochs of the chosen student's distillation [default: 10]")] = None,
+    seed: Annotated[int | None, typer.Option(help=f"random seed [default: {SEED}]")] = None,
+    samples: Annotated[int | None, typer.Option(help=f"configurations distilled briefly for the indicator [default: {_SEARCH.samples}; demo: 8]")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"epochs of the chosen student's distillation [default: {_DISTILL.epochs}]")] = None,
     objective: Annotated[str | None, typer.Option(help="latency (measured) or flops [default: latency]")] = None,
     algorithm: Annotated[str | None, typer.Option(help="nsga2 or paper-ga [default: nsga2]")] = None,
     prefer: Annotated[str | None, typer.Option(help="automatic choice: effectiveness, knee, fastest or smallest")] = None,
@@ -456,7 +447,7 @@ def compress(
     from avatar.pipeline import compress as run_compress
     from avatar.report import headline, ratio_lines
 
-    flags = dict(task=task, data=data, teacher=teacher, teacher_finetuned=teacher_finetuned, budget_mb=budget_mb, seed=seed,
+    flags = dict(task=task, data=data, preset=preset, teacher=teacher, teacher_finetuned=teacher_finetuned, budget_mb=budget_mb, seed=seed,
                  samples=samples, epochs=epochs, objective=objective, algorithm=algorithm, prefer=prefer, executor=executor,
                  workers=workers, ray_address=ray_address)
     _at_least(1, samples=samples, epochs=epochs, workers=workers)
@@ -472,8 +463,8 @@ def compress(
                 progress.remove_task(running.pop(stage.name))
             _stage_line(stage)
 
-        stages = run_compress(config, out, progress, on_start=start, on_end=end)
-    metrics = json.loads((out / "metrics.json").read_text())
+        result = run_compress(config, out, progress, on_start=start, on_end=end)
+    stages, metrics = result.stages, result.metrics
     columns, rows = headline(metrics)
     table = Table(title=f"avatar compress: {config.task}, budget {config.budget_mb:g} MB")
     for c in columns:
@@ -536,15 +527,15 @@ def _warn(message: str) -> None:
 def export_cmd(
     model: Annotated[Path, typer.Option("--model", help="model folder: a student or a fine-tuned teacher")],
     out: Annotated[Path, typer.Option("--out", help="export folder to write")],
-    int8: Annotated[bool, typer.Option("--int8", help="also write int8 graphs (dynamic quantisation)")] = False,
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="also write int8 graphs (dynamic quantisation)")] = _EXPORT.int8,
     data: Annotated[Path | None, typer.Option("--data", help="data whose test split the parity check runs on [default: built-in sample]")] = None,
-    parity_examples: Annotated[int, typer.Option(help="test examples the parity check compares")] = 256,
-    max_prob_diff: Annotated[float, typer.Option(help="int8: largest allowed probability difference from PyTorch")] = 0.1,
-    min_agreement: Annotated[float, typer.Option(help="int8: smallest allowed share of equal predictions")] = 0.95,
-    seed: Seed = 42,
+    parity_examples: Annotated[int, typer.Option(help="test examples the parity check compares")] = _EXPORT.parity_examples,
+    max_prob_diff: Annotated[float, typer.Option(help="int8: largest allowed probability difference from PyTorch")] = _EXPORT.max_prob_diff,
+    min_agreement: Annotated[float, typer.Option(help="int8: smallest allowed share of equal predictions")] = _EXPORT.min_agreement,
+    seed: Seed = SEED,
 ) -> None:
     """Export a model folder to ONNX (and int8) for the torch-free runtime, checking parity on real examples."""
-    from avatar.export import ExportConfig, export
+    from avatar.export import export
     from avatar.modeling import saved_task
 
     config = ExportConfig(int8=int8, parity_examples=parity_examples, max_prob_diff=max_prob_diff, min_agreement=min_agreement)

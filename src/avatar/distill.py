@@ -24,28 +24,14 @@ from avatar.errors import AvatarError
 from avatar.labels import SoftLabels
 from avatar.modeling import MAX_LENGTH_KEY, Classifier, save_classifier
 from avatar.student import StudentConfig, build_student
+from avatar.settings import DistillConfig, TrainConfig
 from avatar.tasks import Example, Task, TaskData, fingerprint, limit_examples
-from avatar.trainer import Encoded, TrainConfig, Trainer, encode, predict_logits, score
+from avatar.trainer import Encoded, Trainer, encode, predict_logits, score
 from avatar.vocab import distinct_texts, train_tokenizer
 
 log = logging.getLogger(__name__)
 
 STUDENT_CONFIG = "student_config.json"
-
-
-@dataclass
-class DistillConfig:
-    epochs: int = 10  # passes over the unlabelled half
-    temperature: float = 2.0  # softens teacher and student distributions in the KL term
-    alpha: float = 0.0  # weight of cross-entropy on the teacher's argmax (0: KL only)
-    limit: int | None = None  # at most this many unlabelled examples (the indicator's short-budget mode)
-    eval_limit: int | None = None  # at most this many validation and test examples each
-    patience: int | None = 3  # validations without improvement before stopping (None: never)
-    evals_per_epoch: int = 1  # validations per epoch
-    warmup_ratio: float = 0.1  # share of steps with a rising learning rate
-    weight_decay: float = 0.01  # on weight matrices; biases and LayerNorm weights are trained undecayed
-    memory_mb: int = 2048  # activation memory a training pass may use; larger batches are split and accumulated
-    seed: int = 42  # subset, initialisation, shuffling, dropout
 
 
 class DistillationTrainer(Trainer):

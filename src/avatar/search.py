@@ -29,6 +29,7 @@ from avatar.errors import AvatarError
 from avatar.smt import Feasibility
 from avatar.space import NAMES, CatDim, Space, _plain
 from avatar.student import StudentConfig
+from avatar.settings import PREFERENCES
 
 Predictor = Callable[[list[dict]], tuple[np.ndarray, np.ndarray | None]]  # configs -> (mean score, std or None)
 CostModel = Callable[[list[dict]], np.ndarray]  # configs -> latency in ms (or FLOPs)
@@ -229,9 +230,6 @@ def hypervolume(F: np.ndarray, ideal: np.ndarray, nadir: np.ndarray) -> float:
     """Hypervolume of a front after scaling objectives to [0, 1] between ``ideal`` and ``nadir`` (ref: 1.1)."""
     span = np.where(nadir - ideal > 0, nadir - ideal, 1.0)
     return float(HV(ref_point=np.full(F.shape[1], 1.1))((F - ideal) / span))
-
-
-PREFERENCES = ("effectiveness", "knee", "fastest", "smallest")
 
 
 def choose(F: np.ndarray, prefer: str = "effectiveness") -> int:

@@ -26,6 +26,7 @@ from typing import ClassVar
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 
 from avatar.errors import AvatarError
+from avatar.settings import SEED
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 SPLITS = ("labelled", "unlabelled", "valid", "test")
@@ -130,7 +131,7 @@ class Task(ABC):
     main_metric: ClassVar[str]  # the validation score that picks checkpoints
     halves: ClassVar[tuple[str, str]]  # file names of a given labelled/unlabelled split of train
 
-    def load(self, data_dir: Path | None = None, seed: int = 42) -> TaskData:
+    def load(self, data_dir: Path | None = None, seed: int = SEED) -> TaskData:
         """Read and check every split; split train into labelled/unlabelled halves unless given."""
         data_dir = Path(data_dir) if data_dir is not None else self.sample_dir()
         if not data_dir.is_dir():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -13,34 +13,24 @@ from rich.progress import Progress
 from avatar._io import METRICS, atomic_dir, check_replaceable, write_json_atomic
 from avatar.errors import AvatarError
 from avatar.modeling import MAX_LENGTH_KEY, TRAIN_IDS, load_pretrained, save_classifier
+from avatar.settings import FinetuneConfig
 from avatar.tasks import Task, TaskData, fingerprint, limit_examples
-from avatar.graphcodebert import DEFAULT_LENGTHS, FLOW_LENGTH_KEY, LANGUAGE, MODEL_TYPE_KEY
-from avatar.trainer import TrainConfig, Trainer, encode, encode_graphs, score
+from avatar.graphcodebert import FLOW_LENGTH_KEY, LANGUAGE, MODEL_TYPE_KEY
+from avatar.trainer import Trainer, encode, encode_graphs, score
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass
-class FinetuneConfig:
-    model: str = "minilm"  # pretrained encoder: 'minilm', a local HF folder, or a hub id
-    max_length: int = 256  # tokens per function (GraphCodeBERT: code tokens); longer code is truncated
-    model_type: str = "encoder"  # "encoder" (code tokens) or "graphcodebert" (code tokens and data-flow graph)
-    flow_length: int | None = None  # GraphCodeBERT: data-flow nodes per function (none: the paper's for the task)
-    limit: int | None = None  # at most this many labelled training examples (stratified, seeded)
-    eval_limit: int | None = None  # at most this many validation and test examples each
-    train: TrainConfig = field(default_factory=TrainConfig)  # optimiser settings
-
-
 def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, progress: Progress | None = None) -> dict:
     """Fine-tune, keep the best checkpoint by validation score, write it with ``metrics.json``; return the metrics."""
+    config.check()
     check_replaceable(out_dir)
-    seed = config.train.seed
+    seed = config.seed
+    max_length, flow = config.lengths(task.name)
     torch.manual_seed(seed)
     model, tokenizer = load_pretrained(task, config.model)
     positions = getattr(model.config, "max_position_embeddings", None)
-    if positions is not None and config.max_length > positions - 2:  # RoBERTa-style models offset positions by 2
-        raise AvatarError(f"--max-length {config.max_length} exceeds what {config.model} can read ({positions - 2} tokens)")
+    if positions is not None and max_length > positions - 2:  # RoBERTa-style models offset positions by 2
+        raise AvatarError(f"max_length {max_length} exceeds what {config.model} can read ({positions - 2} tokens)")
     train_ex = limit_examples(data.labelled, config.limit, seed)
     valid_ex = limit_examples(data.valid, config.eval_limit, seed)
     test_ex = limit_examples(data.test, config.eval_limit, seed)
@@ -48,26 +38,23 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
         if getattr(model.config, "model_type", None) != "roberta":
             raise AvatarError(f"GraphCodeBERT mode needs a RoBERTa encoder (such as microsoft/graphcodebert-base); "
                               f"{config.model} is a {getattr(model.config, 'model_type', 'different')} model")
-        flow = config.flow_length if config.flow_length is not None else DEFAULT_LENGTHS[task.name][1]
         language = LANGUAGE[task.name]
         setattr(model.config, MODEL_TYPE_KEY, "graphcodebert")  # the labeller reads graphs as the teacher learnt them
         setattr(model.config, FLOW_LENGTH_KEY, flow)
-        train, valid, test = (encode_graphs(tokenizer, ex, language, config.max_length, flow) for ex in (train_ex, valid_ex, test_ex))
-    elif config.model_type == "encoder":
-        train, valid, test = (encode(tokenizer, ex, config.max_length) for ex in (train_ex, valid_ex, test_ex))
+        train, valid, test = (encode_graphs(tokenizer, ex, language, max_length, flow) for ex in (train_ex, valid_ex, test_ex))
     else:
-        raise AvatarError(f"model type must be encoder or graphcodebert, got {config.model_type!r}")
+        train, valid, test = (encode(tokenizer, ex, max_length) for ex in (train_ex, valid_ex, test_ex))
     log.info("fine-tuning %s on %d examples (valid %d, test %d)", config.model, len(train), len(valid), len(test))
 
     start = time.perf_counter()
-    result = Trainer(model, task, config.train, train, valid, progress).train()
+    result = Trainer(model, task, config, train, valid, progress).train()
     train_seconds = time.perf_counter() - start
     metrics = {
         "task": task.name,
         "data": data_fingerprints(data),
         "main_metric": task.main_metric,
-        "valid": score(task, model, valid, config.train.eval_batch_size),
-        "test": score(task, model, test, config.train.eval_batch_size),
+        "valid": score(task, model, valid, config.eval_batch_size),
+        "test": score(task, model, test, config.eval_batch_size),
         "best_step": result.best_step,
         "steps": result.steps,
         "train_seconds": round(train_seconds, 1),
@@ -75,7 +62,7 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
         "settings": asdict(config),
         "history": result.history,
     }
-    setattr(model.config, MAX_LENGTH_KEY, config.max_length)  # the labeller reads code as the teacher learnt it
+    setattr(model.config, MAX_LENGTH_KEY, max_length)  # the labeller reads code as the teacher learnt it
     with atomic_dir(out_dir) as tmp:
         save_classifier(model, tokenizer, task, tmp)
         write_json_atomic(tmp / TRAIN_IDS, [ex.id for ex in train_ex], indent=None)

