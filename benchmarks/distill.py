@@ -26,6 +26,7 @@ from avatar.cost import MB
 from avatar.distill import distill
 from avatar.labels import label, load_soft_labels
 from avatar.measure import load_subject, measure, ratios
+from avatar.report import ratio_sentence
 from avatar.settings import DistillConfig, MeasureConfig
 from avatar.student import StudentConfig
 from avatar.tasks import get_task
@@ -96,10 +97,6 @@ def main() -> None:
     print((RESULTS / "distill.md").read_text())
 
 
-def _x(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.1f}x"
-
-
 def write_markdown(r: dict) -> None:
     name = {m["model"]: Path(m["model"]).name if not m["model"].startswith("arch:") else m["model"] for m in r["measured"]}
     name[r["measured"][0]["model"]] = "MiniLM teacher"
@@ -127,7 +124,7 @@ def write_markdown(r: dict) -> None:
     for title, key in (("vs the MiniLM teacher", "vs_minilm_teacher"), ("vs the codebert-base architecture", "vs_codebert_base_architecture")):
         for model, q in r[key].items():
             diff = f", accuracy {100 * q['score_difference']:+.2f}" if "score_difference" in q else ""
-            lines.append(f"- {name[model]} {title}: {_x(q['size_x'])} smaller, {_x(q['latency_x'])} faster, {_x(q['energy_x'])} less energy ({q['energy_method']}){diff}")
+            lines.append(f"- {name[model]} {title}: {ratio_sentence(q)}{diff}")
     m0 = r["measured"][0]
     lines += [
         "",

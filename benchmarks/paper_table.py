@@ -35,6 +35,7 @@ from transformers.utils import logging as hf_logging
 
 from avatar.config import CompressConfig
 from avatar.pipeline import compress
+from avatar.report import ratio_sentence
 from avatar.settings import DistillConfig, MeasureConfig, SearchSettings
 
 HERE = Path(__file__).parent
@@ -114,7 +115,7 @@ def run_task(task: str, data_root: Path) -> dict:
     run = OUT / task
     reused = reuse_devign_benchmarks(run) if task == "defect" else 0
     start = time.perf_counter()
-    stages = compress(config, run, on_end=lambda s: print(f"{task}: {s.name} {'up to date' if s.reused else f'{s.seconds:.0f} s'}", file=sys.stderr))
+    stages = compress(config, run, on_end=lambda s: print(f"{task}: {s.name} {'up to date' if s.reused else f'{s.seconds:.0f} s'}", file=sys.stderr)).stages
     metrics = json.loads((run / "metrics.json").read_text())
     return {
         "task": task,
@@ -151,10 +152,6 @@ def main() -> None:
     (RESULTS / "paper_table.json").write_text(json.dumps(results, indent=2) + "\n")
     write_markdown(results)
     print((RESULTS / "paper_table.md").read_text())
-
-
-def _x(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.1f}x"
 
 
 def write_markdown(r: dict) -> None:
@@ -197,12 +194,10 @@ def write_markdown(r: dict) -> None:
             )
         q = m["student_vs_teacher"]
         loss = -100 * q["score_difference"] / by_role["teacher"]["test"][main]
-        lines += ["", f"- Student vs MiniLM teacher: {_x(q['size_x'])} smaller, {_x(q['latency_x'])} faster, "
-                      f"{_x(q['energy_x'])} less energy ({q['energy_method']}); {main} {q['score_difference']:+.4f} "
+        lines += ["", f"- Student vs MiniLM teacher: {ratio_sentence(q)}; {main} {q['score_difference']:+.4f} "
                       f"({abs(loss):.2f} % relative {'loss' if loss >= 0 else 'gain'})."]
         for arch, qa in m["student_vs_architectures"].items():
-            lines.append(f"- Student vs the {arch} architecture: {_x(qa['size_x'])} smaller, {_x(qa['latency_x'])} faster, "
-                         f"{_x(qa['energy_x'])} less energy ({qa['energy_method']}); its score needs its fine-tuned weights, "
+            lines.append(f"- Student vs the {arch} architecture: {ratio_sentence(qa)}; its score needs its fine-tuned weights, "
                          "which cannot be downloaded here.")
         chosen = {k: v for k, v in t["chosen"].items() if k not in ("predicted_effectiveness", "predicted_std", "latency_ms", "gflops", "size_mb")}
         lines += [f"- Chosen configuration (predicted short-budget validation score {t['chosen']['predicted_effectiveness']:.4f}): "

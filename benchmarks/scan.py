@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar.cost import MB
 from avatar.export import export
 from avatar.settings import ExportConfig
 from avatar.functions import find_functions, functions_in_source
@@ -140,7 +141,7 @@ def main() -> None:
 
 
 def write_markdown(r: dict) -> None:
-    mb = 2**20
+    mb = MB
     fps = r["functions_per_second"]
     lines = [
         "# Exported student: size, parity and scan throughput (CPU)", "",

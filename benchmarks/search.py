@@ -36,7 +36,7 @@ from avatar.candidates import distill_candidate
 from avatar.indicator import Indicator
 from avatar.labels import load_soft_labels
 from avatar.pipeline import Run, objectives_of, search_stages
-from avatar.search import hypervolume, nsga2, paper_ga
+from avatar.search import Nsga2, PaperGA, hypervolume, search as run_search
 from avatar.settings import SearchSettings
 from avatar.smt import Feasibility
 from avatar.space import Space
@@ -74,12 +74,11 @@ def main() -> None:
     timed = json.loads((args.out / "latency.json").read_text())
     objectives = objectives_of(args.out, task, space, "latency_ms")
     runs = {}
-    for name, search in (("nsga2", lambda s: nsga2(space, feas, objectives, 40, 50, s)),
-                         ("nsga2 (population 20)", lambda s: nsga2(space, feas, objectives, 20, 50, s)),  # paper-ga's budget
-                         ("paper-ga", lambda s: paper_ga(space, feas, objectives, 20, 50, seed=s))):
+    for name, algorithm in (("nsga2", Nsga2(40, 50)), ("nsga2 (population 20)", Nsga2(20, 50)),  # paper-ga's budget
+                            ("paper-ga", PaperGA(20, 50))):
         for seed in range(3):
             t = time.perf_counter()
-            result = search(seed)
+            result = run_search(space, feas, objectives, algorithm, seed)
             runs.setdefault(name, []).append({"seed": seed, "seconds": time.perf_counter() - t, "result": result})
     fronts = np.vstack([r["result"].F for rs in runs.values() for r in rs])
     ideal, nadir = fronts.min(axis=0), fronts.max(axis=0)

@@ -3,7 +3,8 @@ import random
 import pytest
 
 from avatar.cost import parameter_count, size_bytes
-from avatar.student import ACTIVATIONS, POSITION_EMBEDDINGS, TOKENIZERS, StudentConfig, build_student
+from avatar.modeling import build_student
+from avatar.student import ACTIVATIONS, POSITION_EMBEDDINGS, TOKENIZERS, StudentConfig
 from avatar.tasks import get_task
 
 

@@ -8,7 +8,8 @@ from avatar.distill import DistillationTrainer, distill, teacher_view
 from avatar.errors import AvatarError
 from avatar.labels import SoftLabels, label, load_soft_labels
 from avatar.modeling import load_classifier
-from avatar.student import StudentConfig, build_student
+from avatar.modeling import build_student
+from avatar.student import StudentConfig
 from avatar.tasks import get_task
 from avatar.settings import DistillConfig, FinetuneConfig, TrainConfig
 from avatar.teacher import finetune

@@ -1,9 +1,11 @@
+import math
 import sys
 import types
 
 import pytest
 
-from avatar.energy import CodeCarbonEstimate, NvmlMeter, RaplMeter, carbon_intensity, pick_meter
+
+from avatar.energy import METERS, CodeCarbonEstimate, NvmlMeter, RaplMeter, carbon_intensity, pick_meter
 from avatar.errors import AvatarError
 
 
@@ -70,3 +72,37 @@ def test_carbon_intensity():
     assert fra["region"] == "FRA" and fra["g_per_kwh"] < world["g_per_kwh"]
     with pytest.raises(AvatarError, match="unknown country 'XX'"):
         carbon_intensity("XX")
+
+
+def _rapl(tmp_path, monkeypatch):
+    _zone(tmp_path, "intel-rapl:0", "package-0", 0, wrap=10**12)
+    readings = iter(range(0, 10**9, 250_000))  # each read a quarter joule later
+    monkeypatch.setattr(RaplMeter, "_read", lambda self: [next(readings)])
+    return RaplMeter(tmp_path)
+
+
+def _nvml(tmp_path, monkeypatch):
+    readings = iter(range(0, 10**9, 700))  # mJ, rising
+    fake = types.SimpleNamespace(nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 1, nvmlDeviceGetHandleByIndex=lambda i: "gpu0",
+                                 nvmlDeviceGetTotalEnergyConsumption=lambda h: next(readings))
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    return NvmlMeter()
+
+
+CONTRACT = {RaplMeter: _rapl, NvmlMeter: _nvml, CodeCarbonEstimate: lambda tmp_path, monkeypatch: CodeCarbonEstimate()}
+
+
+def test_every_meter_backend_has_a_contract_case():
+    assert set(CONTRACT) == set(METERS)
+
+
+@pytest.mark.parametrize("backend", METERS, ids=lambda m: m.method)
+def test_meter_contract(backend, tmp_path, monkeypatch):
+    """Every backend: labelled with its method, and start/stop gives finite, non-negative joules, again and again."""
+    meter = CONTRACT[backend](tmp_path, monkeypatch)
+    assert meter.method in ("rapl", "nvml", "estimate") and meter.method == backend.method
+    for _ in range(2):
+        meter.start()
+        sum(range(100_000))
+        joules = meter.stop()
+        assert isinstance(joules, float) and math.isfinite(joules) and joules >= 0

@@ -75,3 +75,37 @@ def test_overrides_from_flags():
         Space.paper().override_flags(["vocab_size=2000"], [])
     with pytest.raises(AvatarError, match="--choices batch_size takes int values"):
         Space.paper().override_flags([], ["batch_size=big"])
+
+
+TORCH_FREE = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Block(MetaPathFinder):  # an install with z3 and pymoo but no torch, transformers or scikit-learn
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "sklearn"):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_the_core_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = TORCH_FREE + "import avatar.space, avatar.cost, avatar.smt, avatar.sampling, avatar.search, avatar.student, avatar.settings\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_avatar_space_runs_without_torch():
+    import json
+    import subprocess
+    import sys
+
+    code = TORCH_FREE + "from avatar.cli import main\nsys.argv = ['avatar', 'space', '--task', 'defect', '--budget-mb', '3', '--json']\nmain()\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["task"] == "defect" and result["configurations"]["feasible"] > 0

@@ -5,7 +5,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from avatar.errors import AvatarError
 from avatar.modeling import PairClassifier, SequenceClassifier
-from avatar.student import POSITION_EMBEDDINGS, StudentConfig, build_student
+from avatar.modeling import build_student
+from avatar.student import POSITION_EMBEDDINGS, StudentConfig
 from avatar.tasks import get_task
 
 

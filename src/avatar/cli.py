@@ -16,7 +16,8 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from avatar._render import footer, metrics_table, results_table, space_summary, space_table, times
+from avatar._render import footer, metrics_table, results_table, space_summary, space_table
+from avatar.cost import MB
 from avatar.errors import AvatarError
 from avatar.settings import (
     BUDGET_MB, MINILM, SEED, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings,
@@ -30,22 +31,21 @@ TaskOpt = Annotated[str, typer.Option("--task", help="defect (Devign) or clone (
 DataOpt = Annotated[Path | None, typer.Option("--data", help="data folder in CodeXGLUE format [default: built-in sample]")]
 
 
-RUNTIME_COMMANDS = ("scan", "clones")  # torch-free: they must not import transformers (which imports torch)
-
-
 @app.callback()
-def _setup(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False) -> None:
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
-    if ctx.invoked_subcommand in RUNTIME_COMMANDS:
-        return
-    from transformers.utils import logging as hf_logging
+    # quiet transformers through its environment: importing it here would drag torch into scan, clones and space
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (a notebook, the tests): tell it directly
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 @contextmanager
@@ -285,6 +285,7 @@ def compare(
 ) -> None:
     """Measure models in one interleaved run and print each one's ratios against the first."""
     from avatar.measure import ratios
+    from avatar.report import ratio_sentence
 
     if len(models) < 2:
         raise AvatarError("compare needs at least two models (the reference first)")
@@ -297,8 +298,7 @@ def compare(
     for name, q in zip(models[1:], rel):
         diff = f", {t.main_metric} {q['score_difference']:+.4f}" if "score_difference" in q else ""
         console.print(
-            f"{name}: {times(q['size_x'])} smaller, {times(q['latency_x'])} faster, "
-            f"{times(q['energy_x'])} less energy ({q['energy_method']}){diff} vs {results[0]['model']}",
+            f"{name}: {ratio_sentence(q)}{diff} vs {results[0]['model']}",
             soft_wrap=True,  # one line per model, however long its path: easy to grep and copy
         )
     console.print(footer(results), soft_wrap=True)
@@ -320,8 +320,7 @@ def space(
     as_json: JsonOut = False,
 ) -> None:
     """Prune the student configuration space with z3: exact feasible bounds and how much is removed."""
-    from avatar.cost import MB
-    from avatar.smt import Constraints, analyse
+    from avatar.smt import analyse
     from avatar.space import Space
     from avatar.tasks import get_task
 
@@ -331,7 +330,8 @@ def space(
     _at_least(1, min_head_dim=min_head_dim)
     t = get_task(task)
     sp = (Space.load(space_file) if space_file else Space.paper()).override_flags(ranges or [], choices or [])
-    result = analyse(sp, Constraints(int(budget_mb * MB), t.num_inputs, max_gflops, min_head_dim)).to_dict(sp)
+    constraints = SearchSettings(budget_mb=budget_mb, max_gflops=max_gflops, min_head_dim=min_head_dim).constraints(t.num_inputs)
+    result = analyse(sp, constraints).to_dict(sp)
     result["task"] = task
     if as_json:
         console.print_json(json.dumps(result))
@@ -476,7 +476,7 @@ def compress(
         console.print(line, soft_wrap=True)
     exported = stages["export"].result
     precision = "int8" if "int8" in exported["sizes"] else "fp32"
-    console.print(f"exported: {out / 'onnx'} ({precision} {exported['sizes'][precision] / 2**20:.2f} MB, agreement with PyTorch "
+    console.print(f"exported: {out / 'onnx'} ({precision} {exported['sizes'][precision] / MB:.2f} MB, agreement with PyTorch "
                   f"{exported['parity'][precision]['agreement']:.3f}); use it: avatar {'scan' if config.task == 'defect' else 'clones'} "
                   f"... --model {out}", soft_wrap=True)
     console.print(f"report: {out / 'report.md'} ({', '.join(stages['report'].result['plots'])}); settings: {out / 'config.toml'}")
@@ -547,12 +547,12 @@ def export_cmd(
     for precision in manifest["precisions"]:
         size, par = manifest["sizes"][precision], manifest["parity"][precision]
         console.print(
-            f"{precision}: {size['bytes'] / 2**20:.2f} MB ({' + '.join(size['files'])}); parity on {par['examples']} "
+            f"{precision}: {size['bytes'] / MB:.2f} MB ({' + '.join(size['files'])}); parity on {par['examples']} "
             f"test examples: max probability difference {par['max_prob_diff']:.2g}, agreement {par['agreement']:.4f}",
             soft_wrap=True,
         )
     total = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
-    console.print(f"wrote {out} ({total / 2**20:.2f} MB in all)")
+    console.print(f"wrote {out} ({total / MB:.2f} MB in all)")
 
 
 @app.command("scan")

@@ -1,6 +1,6 @@
 """The cost model: parameters, bytes and inference FLOPs of a student configuration, computed analytically.
 
-Parameters equal ``sum(p.numel())`` of the model ``avatar.student.build_student`` builds (tested). The same
+Parameters equal ``sum(p.numel())`` of the model ``avatar.modeling.build_student`` builds (tested). The same
 formulas serve plain numbers, numpy arrays (brute-force checks) and z3 terms (the SMT stage, where every
 argument but vocabulary, intermediate size and sequence length is fixed by the split, so the terms are linear).
 Every other module asks here for sizes.
@@ -8,9 +8,11 @@ Every other module asks here for sizes.
 
 from __future__ import annotations
 
-from avatar.student import PAD_ID, StudentConfig
+from avatar.student import POSITION_OFFSET, StudentConfig
 
 MB = 1024 * 1024  # bytes in the "MB" of budgets and reports (as the paper's 3 MB / 160x figures use)
+FP32_BYTES = 4  # bytes per parameter of the weights budgets and sizes count (fp32)
+INT8_BYTES = 1  # bytes per parameter after int8 quantisation (scales aside)
 
 
 def params_of(V, L, H, I, heads, S, relative, num_inputs):  # noqa: E741 (I: intermediate size, as in the paper)
@@ -19,7 +21,7 @@ def params_of(V, L, H, I, heads, S, relative, num_inputs):  # noqa: E741 (I: int
     V vocab, L layers, H hidden, I intermediate, S max sequence length, ``relative`` 1 for relative position
     embeddings (either kind) else 0, ``num_inputs`` functions per example (1 defect, 2 clone).
     """
-    P = S + PAD_ID + 1  # position rows: RoBERTa numbers positions from pad id + 1
+    P = S + POSITION_OFFSET  # position rows
     embeddings = V * H + P * H + H + 2 * H  # words, positions, one token type, LayerNorm
     attention = 4 * (H * H + H) + 2 * H + relative * (2 * P - 1) * (H // heads)  # q, k, v, out; LN; distances
     feed_forward = H * I + I + I * H + H + 2 * H  # up, down; LayerNorm
@@ -50,9 +52,14 @@ def parameter_count(cfg: StudentConfig, num_inputs: int) -> int:
     )
 
 
-def size_bytes(cfg: StudentConfig, num_inputs: int, bytes_per_param: int = 4) -> int:
-    """Weight bytes: 4 per parameter in fp32, 1 in int8 (quantisation scales aside)."""
+def size_bytes(cfg: StudentConfig, num_inputs: int, bytes_per_param: int = FP32_BYTES) -> int:
+    """Weight bytes: FP32_BYTES per parameter, or INT8_BYTES after quantisation (scales aside)."""
     return parameter_count(cfg, num_inputs) * bytes_per_param
+
+
+def weights_mb(parameters: int) -> float:
+    """MB of fp32 weights of a model with this many parameters."""
+    return FP32_BYTES * parameters / MB
 
 
 def flops(cfg: StudentConfig, num_inputs: int, tokens: int | None = None) -> int:

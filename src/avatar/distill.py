@@ -22,8 +22,8 @@ from avatar._io import METRICS, atomic_dir, check_replaceable, write_json_atomic
 from avatar.cost import MB, parameter_count, training_bytes_per_example
 from avatar.errors import AvatarError
 from avatar.labels import SoftLabels
-from avatar.modeling import MAX_LENGTH_KEY, Classifier, save_classifier
-from avatar.student import StudentConfig, build_student
+from avatar.modeling import MAX_LENGTH_KEY, Classifier, build_student, save_classifier
+from avatar.student import StudentConfig
 from avatar.settings import DistillConfig, TrainConfig
 from avatar.tasks import Example, Task, TaskData, fingerprint, limit_examples
 from avatar.trainer import Encoded, Trainer, encode, predict_logits, score

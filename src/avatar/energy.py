@@ -124,6 +124,9 @@ class CodeCarbonEstimate:
         return float(kwh) * J_PER_KWH
 
 
+METERS = (RaplMeter, NvmlMeter, CodeCarbonEstimate)  # every backend, most direct first
+
+
 def pick_meter(gpu: bool = False) -> EnergyMeter:
     """The most direct meter this machine offers: a hardware counter if any, else CodeCarbon's estimate."""
     if gpu and NvmlMeter.available():

@@ -21,7 +21,8 @@ from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
 from avatar._io import cache_dir, sha256_json, write_json_atomic
 from avatar.cost import flops
-from avatar.student import StudentConfig, build_student
+from avatar.modeling import build_student
+from avatar.student import StudentConfig
 from avatar.tasks import Task
 
 ARCHITECTURE = ("vocab_size", "num_hidden_layers", "hidden_size", "hidden_act", "intermediate_size",

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import RobertaConfig
 
-from avatar.cost import MB
+from avatar.cost import weights_mb
 from avatar.energy import J_PER_KWH, EnergyMeter, carbon_intensity, pick_meter
 from avatar.errors import AvatarError
 from avatar.modeling import Classifier, build_from_config, load_classifier
@@ -134,7 +134,7 @@ def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: Ener
             "test": scores,
             "parameters": s.parameters,
             "size_bytes": 4 * s.parameters,  # fp32 weights: the size compared, for folders and architectures alike
-            "size_mb": round(4 * s.parameters / MB, 3),
+            "size_mb": round(weights_mb(s.parameters), 3),
             "disk_bytes": s.disk_bytes,
             "latency_ms": {
                 "median": round(1e3 * statistics.median(t), 3),

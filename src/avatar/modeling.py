@@ -23,11 +23,13 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    RobertaConfig,
 )
 
 from avatar.errors import AvatarError
-from avatar.settings import DEFAULT_MAX_LENGTH, MINILM
 from avatar.graphcodebert import graph_encode
+from avatar.settings import DEFAULT_MAX_LENGTH, MINILM
+from avatar.student import PAD_ID, POSITION_OFFSET, StudentConfig
 from avatar.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -174,7 +176,7 @@ def model_max_length(model: Classifier) -> int:
     """Tokens per function the model reads: what it was trained with, never more than its positions allow."""
     positions = getattr(model.config, "max_position_embeddings", None)
     saved = getattr(model.config, MAX_LENGTH_KEY, DEFAULT_MAX_LENGTH)
-    return saved if positions is None else min(saved, positions - 2)  # RoBERTa-style models offset positions by 2
+    return saved if positions is None else min(saved, positions - POSITION_OFFSET)
 
 
 def saved_task(model_dir: Path) -> Task:
@@ -216,3 +218,29 @@ def load_classifier(model_dir: Path, task: Task) -> tuple[Classifier, PreTrained
         raise AvatarError(f"cannot load weights: {str(e).splitlines()[0]}", model_dir / WEIGHTS) from None
     model.eval()
     return model, tokenizer
+
+
+def roberta_config(cfg: StudentConfig) -> RobertaConfig:
+    return RobertaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        hidden_act=cfg.hidden_act,
+        hidden_dropout_prob=cfg.hidden_dropout_prob,
+        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
+        max_position_embeddings=cfg.max_position_embeddings,
+        position_embedding_type=cfg.position_embedding_type,
+        type_vocab_size=1,
+        pad_token_id=PAD_ID,
+        bos_token_id=0,
+        eos_token_id=2,
+        # SDPA cannot add relative-position scores; say so instead of letting transformers warn on every build
+        **({"attn_implementation": "eager"} if cfg.position_embedding_type != "absolute" else {}),
+    )
+
+
+def build_student(task: Task, cfg: StudentConfig) -> Classifier:
+    """A randomly initialised student for ``task`` (call ``torch.manual_seed`` first for a fixed init)."""
+    return build_from_config(task, roberta_config(cfg))

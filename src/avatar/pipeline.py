@@ -18,7 +18,6 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from rich.progress import Progress
 
 from avatar._io import write_json_atomic, write_text_atomic
@@ -166,7 +165,7 @@ def objectives_of(run_dir: Path, task: Task, space: Space, speed_name: str):
 
 def pareto_stage(run: Run, task: Task, space: Space, settings: SearchSettings, indicator: Stage, speed: Stage | None) -> Stage:
     """Multi-objective search on the indicator and the speed objective: ``RUN/pareto.csv`` and ``pareto.json``."""
-    from avatar.search import nsga2, paper_ga
+    from avatar.search import ALGORITHMS, objective_names, search
     from avatar.smt import Feasibility
 
     speed_name = "latency_ms" if settings.objective == "latency" else "gflops"
@@ -174,12 +173,10 @@ def pareto_stage(run: Run, task: Task, space: Space, settings: SearchSettings, i
     def fn() -> dict:
         objectives = objectives_of(run.root, task, space, speed_name)
         feas = Feasibility(space, settings.constraints(task.num_inputs))
-        if settings.algorithm == "nsga2":
-            result = nsga2(space, feas, objectives, settings.population, settings.generations, settings.seed)
-        else:
-            result = paper_ga(space, feas, objectives, settings.population, settings.generations, seed=settings.seed)
+        algorithm = ALGORITHMS[settings.algorithm](population=settings.population, generations=settings.generations)
+        result = search(space, feas, objectives, algorithm, settings.seed)
         rows = result.rows()
-        write_json_atomic(run.root / "pareto.json", {"objectives": ["predicted_effectiveness", speed_name, "size_mb"],
+        write_json_atomic(run.root / "pareto.json", {"objectives": objective_names(speed_name),
                                                      "algorithm": settings.algorithm, "rows": rows})
         table = io.StringIO()
         writer = csv.DictWriter(table, fieldnames=list(rows[0]))
@@ -195,15 +192,14 @@ def pareto_stage(run: Run, task: Task, space: Space, settings: SearchSettings, i
 
 def choose_stage(run: Run, pareto: Stage, prefer: str) -> Stage:
     """The automatic choice from the Pareto set: ``RUN/chosen_student.json``."""
-    from avatar.search import choose
+    from avatar.search import choose, objectives_of_rows
     from avatar.space import NAMES
     from avatar.student import StudentConfig
 
     def fn() -> dict:
         doc = json.loads((run.root / "pareto.json").read_text())
         speed = doc["objectives"][1]
-        F = np.array([[-r["predicted_effectiveness"], r[speed], r["size_mb"]] for r in doc["rows"]])
-        pick = choose(F, prefer)
+        pick = choose(objectives_of_rows(doc["rows"], speed), prefer)
         row = doc["rows"][pick]
         StudentConfig(**{n: row[n] for n in NAMES}).save(run.root / "chosen_student.json")
         return {"index": pick, "prefer": prefer, "row": row}

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from avatar._io import write_text_atomic
+from avatar.cost import MB
 from avatar.errors import AvatarError
 
 ORDER = ("space", "teacher", "soft_labels", "indicator", "latency", "pareto", "choose", "student", "export", "measure")
@@ -60,14 +61,18 @@ def headline(metrics: dict) -> tuple[list[str], list[list[str]]]:
     return columns, rows
 
 
-def ratio_lines(metrics: dict) -> list[str]:
+def ratio_sentence(q: dict) -> str:
+    """How many times smaller, faster and less energy-hungry, from :func:`avatar.measure.ratios`: the one wording."""
     from avatar._render import times as x
 
+    return f"{x(q['size_x'])} smaller, {x(q['latency_x'])} faster, {x(q['energy_x'])} less energy ({q['energy_method']})"
+
+
+def ratio_lines(metrics: dict) -> list[str]:
     lines = []
     for ref, q in [("the teacher", metrics["student_vs_teacher"]), *metrics["student_vs_architectures"].items()]:
         diff = f"; {metrics['main_metric']} {q['score_difference']:+.4f}" if "score_difference" in q else ""
-        lines.append(f"student vs {ref}: {x(q['size_x'])} smaller, {x(q['latency_x'])} faster, "
-                     f"{x(q['energy_x'])} less energy ({q['energy_method']}){diff}")
+        lines.append(f"student vs {ref}: {ratio_sentence(q)}{diff}")
     return lines
 
 
@@ -205,7 +210,7 @@ def write_report(run: Path) -> dict:
     if exported:
         lines += ["## Exported for `avatar scan` (ONNX, torch-free)", "",
                   f"`onnx/` holds the student for onnxruntime; `avatar scan PATH --model {run}` uses it.", ""]
-        rows = [[p, f"{exported['sizes'][p] / 2**20:.3f}", str(q["examples"]), f"{q['max_prob_diff']:.2g}", f"{q['agreement']:.4f}"]
+        rows = [[p, f"{exported['sizes'][p] / MB:.3f}", str(q["examples"]), f"{q['max_prob_diff']:.2g}", f"{q['agreement']:.4f}"]
                 for p, q in exported["parity"].items()]
         lines += _md_table(["precision", "size MB (graph + data + tokenizer)", "test examples", "max probability difference vs PyTorch",
                             "agreement"], rows) + [""]

@@ -12,7 +12,7 @@ import numpy as np
 
 from avatar.errors import AvatarError
 from avatar.smt import Feasibility
-from avatar.space import NAMES, CatDim, Space, _plain
+from avatar.space import NAMES, CatDim, Space
 
 POOL_PER_SAMPLE = 50  # feasible candidates drawn per sample wanted
 MAX_DRAWS = 2_000_000  # grid points tried before giving up on a nearly empty feasible set
@@ -52,10 +52,6 @@ def maximin(space: Space, pool: np.ndarray, n: int, rng: np.random.Generator) ->
     return pool[chosen]
 
 
-def to_values(space: Space, index_row: np.ndarray) -> dict:
-    return {name: _plain(space.dims[name].values()[int(i)]) for name, i in zip(NAMES, index_row)}
-
-
 def sample(space: Space, feas: Feasibility, n: int = 20, seed: int = 0) -> list[dict]:
     """``n`` feasible configurations spread over the feasible space (deterministic for a seed)."""
     if n < 1:
@@ -67,4 +63,4 @@ def sample(space: Space, feas: Feasibility, n: int = 20, seed: int = 0) -> list[
             f"found only {len(pool)} feasible configurations in {MAX_DRAWS:,} draws, fewer than the {n} asked for: "
             "widen the budget or the space"
         )
-    return [to_values(space, row) for row in maximin(space, pool, n, rng)]
+    return [space.at(row) for row in maximin(space, pool, n, rng)]

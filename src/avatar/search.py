@@ -24,10 +24,10 @@ from pymoo.indicators.hv import HV
 from pymoo.optimize import minimize
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from avatar.cost import MB, flops, parameter_count
+from avatar.cost import MB, flops, parameter_count, weights_mb
 from avatar.errors import AvatarError
 from avatar.smt import Feasibility
-from avatar.space import NAMES, CatDim, Space, _plain
+from avatar.space import NAMES, CatDim, Space
 from avatar.student import StudentConfig
 from avatar.settings import PREFERENCES
 
@@ -47,7 +47,7 @@ class Objectives:
     def evaluate(self, configs: list[dict]) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, 3) minimisation objectives [-effectiveness, speed, size MB], and the effectiveness std."""
         mean, std = self.predict(configs)
-        size = np.array([4 * parameter_count(StudentConfig(**c), self.num_inputs) / MB for c in configs])
+        size = np.array([weights_mb(parameter_count(StudentConfig(**c), self.num_inputs)) for c in configs])
         return np.column_stack([-np.asarray(mean, float), np.asarray(self.speed(configs), float), size]), std
 
 
@@ -57,14 +57,11 @@ def flops_objective(num_inputs: int) -> CostModel:
 
 def _to_values(space: Space, x: dict) -> dict:
     """pymoo's variables (grid indices, categories) -> configuration values."""
-    return {n: _plain(x[n] if isinstance(space.dims[n], CatDim) else space.dims[n].values()[int(round(x[n]))]) for n in NAMES}
+    return {n: (d := space.dims[n]).value(d.index(x[n]) if isinstance(d, CatDim) else round(x[n])) for n in NAMES}
 
 
 def _to_vars(space: Space, values: dict) -> dict:
-    return {
-        n: values[n] if isinstance(space.dims[n], CatDim) else int(np.abs(space.dims[n].values() - values[n]).argmin())
-        for n in NAMES
-    }
+    return {n: values[n] if isinstance(space.dims[n], CatDim) else space.dims[n].index(values[n]) for n in NAMES}
 
 
 class _SmtRepair(Repair):
@@ -101,6 +98,17 @@ class _StudentProblem(Problem):
         ])
 
 
+def objective_names(speed_name: str) -> list[str]:
+    """The columns of a Pareto row holding the objectives, in the order of F: effectiveness, speed, size."""
+    return ["predicted_effectiveness", speed_name, "size_mb"]
+
+
+def objectives_of_rows(rows: list[dict], speed_name: str) -> np.ndarray:
+    """F (N, 3) minimisation objectives [-effectiveness, speed, size MB] back from Pareto rows."""
+    eff, speed, size = objective_names(speed_name)
+    return np.array([[-r[eff], r[speed], r[size]] for r in rows])
+
+
 @dataclass
 class SearchResult:
     configs: list[dict]  # the Pareto set
@@ -111,8 +119,9 @@ class SearchResult:
 
     def rows(self) -> list[dict]:
         out = []
+        names = objective_names(self.speed_name)
         for k, (c, f) in enumerate(zip(self.configs, self.F)):
-            row = {**{k: _plain(v) for k, v in c.items()}, "predicted_effectiveness": float(-f[0]), self.speed_name: float(f[1]), "size_mb": float(f[2])}
+            row = {**c, names[0]: float(-f[0]), names[1]: float(f[1]), names[2]: float(f[2])}
             row["predicted_std"] = None if self.std is None else float(self.std[k])
             out.append(row)
         return out
@@ -132,24 +141,31 @@ def _pareto(configs: list[dict], F: np.ndarray, objectives: Objectives) -> tuple
     return chosen, F_out, std
 
 
-def nsga2(space: Space, feas: Feasibility, objectives: Objectives, pop_size: int = 40, generations: int = 60, seed: int = 1) -> SearchResult:
-    problem = _StudentProblem(space, feas, objectives)
-    repair = _SmtRepair(space, feas)  # given to both: pymoo's mixed-variable mating does not inherit it
-    algorithm = NSGA2(
-        pop_size=pop_size,
-        sampling=MixedVariableSampling(),
-        mating=MixedVariableMating(repair=repair, eliminate_duplicates=MixedVariableDuplicateElimination()),
-        eliminate_duplicates=MixedVariableDuplicateElimination(),
-        repair=repair,
-    )
-    archive = _Archive()
-    res = minimize(problem, algorithm, ("n_gen", generations), seed=seed, callback=archive, verbose=False)
-    configs = [_to_values(space, x) for x in archive.X]
-    keep = [i for i, c in enumerate(configs) if feas.is_feasible(c)]
-    if not keep:
-        raise AvatarError("the search found no feasible configuration")
-    chosen, F, std = _pareto([configs[i] for i in keep], np.array(archive.F)[keep], objectives)
-    return SearchResult(chosen, F, std, objectives.speed_name, res.algorithm.evaluator.n_eval)
+@dataclass(frozen=True)
+class Nsga2:
+    """pymoo's NSGA-II over the mixed grid, every offspring repaired into the feasible set by the SMT predicate."""
+
+    population: int = 40  # individuals per generation
+    generations: int = 50  # generations
+
+    def run(self, space: Space, feas: Feasibility, objectives: Objectives, seed: int) -> SearchResult:
+        problem = _StudentProblem(space, feas, objectives)
+        repair = _SmtRepair(space, feas)  # given to both: pymoo's mixed-variable mating does not inherit it
+        algorithm = NSGA2(
+            pop_size=self.population,
+            sampling=MixedVariableSampling(),
+            mating=MixedVariableMating(repair=repair, eliminate_duplicates=MixedVariableDuplicateElimination()),
+            eliminate_duplicates=MixedVariableDuplicateElimination(),
+            repair=repair,
+        )
+        archive = _Archive()
+        res = minimize(problem, algorithm, ("n_gen", self.generations), seed=seed, callback=archive, verbose=False)
+        configs = [_to_values(space, x) for x in archive.X]
+        keep = [i for i, c in enumerate(configs) if feas.is_feasible(c)]
+        if not keep:
+            raise AvatarError("the search found no feasible configuration")
+        chosen, F, std = _pareto([configs[i] for i in keep], np.array(archive.F)[keep], objectives)
+        return SearchResult(chosen, F, std, objectives.speed_name, res.algorithm.evaluator.n_eval)
 
 
 class _Archive(Callback):
@@ -173,57 +189,71 @@ def _dominates(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all(a <= b) and np.any(a < b))
 
 
-def paper_ga(
-    space: Space, feas: Feasibility, objectives: Objectives, pop_size: int = 20, generations: int = 50,
-    tournament: int = 10, crossover: float = 0.6, mutation: float = 0.1, seed: int = 1,
-) -> SearchResult:
+@dataclass(frozen=True)
+class PaperGA:
     """The paper's GA as described, with a working uniform crossover and a correct dominance test."""
-    rng = np.random.default_rng(seed)
-    lengths = [len(space.dims[n]) for n in NAMES]
 
-    def random_genome() -> list[int]:
-        return [int(rng.integers(n)) for n in lengths]
+    population: int = 20  # individuals per generation (the paper's)
+    generations: int = 50  # generations (the paper's)
+    tournament: int = 10  # entrants per tournament
+    crossover: float = 0.6  # probability of uniform crossover
+    mutation: float = 0.1  # probability that a gene is drawn anew
 
-    def to_config(genome: list[int]) -> dict:
-        values = {n: _plain(space.dims[n].values()[g]) for n, g in zip(NAMES, genome)}
-        return feas.repair(values)
+    def run(self, space: Space, feas: Feasibility, objectives: Objectives, seed: int) -> SearchResult:
+        rng = np.random.default_rng(seed)
+        pop_size, generations, tournament = self.population, self.generations, self.tournament
+        crossover, mutation = self.crossover, self.mutation
+        lengths = [len(space.dims[n]) for n in NAMES]
 
-    def to_genome(values: dict) -> list[int]:
-        return [
-            space.dims[n].choices.index(values[n]) if isinstance(space.dims[n], CatDim) else int(round((values[n] - space.dims[n].low) / space.dims[n].step))
-            for n in NAMES
-        ]
+        def random_genome() -> list[int]:
+            return [int(rng.integers(n)) for n in lengths]
 
-    population = [to_genome(to_config(random_genome())) for _ in range(pop_size)]
-    archive: dict[tuple, np.ndarray] = {}
-    evaluations = 0
-    for _ in range(generations):
-        configs = [to_config(g) for g in population]
-        F, _ = objectives.evaluate(configs)
-        evaluations += len(configs)
-        for g, f in zip(population, F):
-            archive[tuple(g)] = f
-        # the archive keeps only what nothing else dominates
-        archive = {k: f for k, f in archive.items() if not any(_dominates(o, f) for o in archive.values())}
-        # fitness for the tournament: how many population members dominate you (fewer is better)
-        dominated_by = [sum(_dominates(o, f) for o in F) for f in F]
-        children = []
-        while len(children) < pop_size:
-            parents = []
-            for _ in range(2):
-                entrants = rng.choice(pop_size, size=min(tournament, pop_size), replace=False)
-                parents.append(population[min(entrants, key=lambda i: (dominated_by[i], i))])
-            a, b = parents
-            if rng.random() < crossover:  # uniform crossover: each gene from either parent
-                mask = rng.random(len(NAMES)) < 0.5
-                a = [x if m else y for x, y, m in zip(a, b, mask)]
-            child = [int(rng.integers(n)) if rng.random() < mutation else g for g, n in zip(a, lengths)]
-            children.append(to_genome(to_config(child)))
-        population = children
-    keys = list(archive)
-    configs = [to_config(list(k)) for k in keys]
-    chosen, F, std = _pareto(configs, np.array([archive[k] for k in keys]), objectives)
-    return SearchResult(chosen, F, std, objectives.speed_name, evaluations)
+        def to_config(genome: list[int]) -> dict:
+            return feas.repair(space.at(genome))
+
+        def to_genome(values: dict) -> list[int]:
+            return [space.dims[n].index(values[n]) for n in NAMES]
+
+        population = [to_genome(to_config(random_genome())) for _ in range(pop_size)]
+        archive: dict[tuple, np.ndarray] = {}
+        evaluations = 0
+        for _ in range(generations):
+            configs = [to_config(g) for g in population]
+            F, _ = objectives.evaluate(configs)
+            evaluations += len(configs)
+            for g, f in zip(population, F):
+                archive[tuple(g)] = f
+            # the archive keeps only what nothing else dominates
+            archive = {k: f for k, f in archive.items() if not any(_dominates(o, f) for o in archive.values())}
+            # fitness for the tournament: how many population members dominate you (fewer is better)
+            dominated_by = [sum(_dominates(o, f) for o in F) for f in F]
+            children = []
+            while len(children) < pop_size:
+                parents = []
+                for _ in range(2):
+                    entrants = rng.choice(pop_size, size=min(tournament, pop_size), replace=False)
+                    parents.append(population[min(entrants, key=lambda i: (dominated_by[i], i))])
+                a, b = parents
+                if rng.random() < crossover:  # uniform crossover: each gene from either parent
+                    mask = rng.random(len(NAMES)) < 0.5
+                    a = [x if m else y for x, y, m in zip(a, b, mask)]
+                child = [int(rng.integers(n)) if rng.random() < mutation else g for g, n in zip(a, lengths)]
+                children.append(to_genome(to_config(child)))
+            population = children
+        keys = list(archive)
+        configs = [to_config(list(k)) for k in keys]
+        chosen, F, std = _pareto(configs, np.array([archive[k] for k in keys]), objectives)
+        return SearchResult(chosen, F, std, objectives.speed_name, evaluations)
+
+
+ALGORITHMS = {"nsga2": Nsga2, "paper-ga": PaperGA}  # interchangeable parts of the one search verb
+Algorithm = Nsga2 | PaperGA
+
+
+def search(space: Space, feas: Feasibility, objectives: Objectives, algorithm: Algorithm, seed: int) -> SearchResult:
+    """The Pareto set of the objectives over the feasible space, found by ``algorithm`` (as pymoo's
+    ``minimize(problem, algorithm, ...)``: the same problem and result whichever algorithm runs)."""
+    return algorithm.run(space, feas, objectives, seed)
 
 
 def hypervolume(F: np.ndarray, ideal: np.ndarray, nadir: np.ndarray) -> float:

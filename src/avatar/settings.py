@@ -79,7 +79,6 @@ class DistillConfig:
 # majority class, so their accuracies tie while the ranking their logits make already differs
 SAMPLE_METRICS = ("roc_auc", "accuracy", "f1")
 SPEED_OBJECTIVES = ("latency", "flops")
-ALGORITHMS = ("nsga2", "paper-ga")
 PREFERENCES = ("effectiveness", "knee", "fastest", "smallest")
 EXECUTORS = ("local", "ray")
 
@@ -119,7 +118,9 @@ class SearchSettings:
 
     def check(self) -> None:
         """Every setting checked before any work starts (the search distils candidates for a long time)."""
-        choices = {"objective": SPEED_OBJECTIVES, "algorithm": ALGORITHMS, "prefer": PREFERENCES, "executor": EXECUTORS,
+        from avatar.search import ALGORITHMS
+
+        choices = {"objective": SPEED_OBJECTIVES, "algorithm": tuple(ALGORITHMS), "prefer": PREFERENCES, "executor": EXECUTORS,
                    "sample_metric": SAMPLE_METRICS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

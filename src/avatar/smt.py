@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import z3
 
-from avatar.cost import MB, RELATIVE_TERMS, flops, flops_of, parameter_count, params_of
+from avatar.cost import MB, RELATIVE_TERMS, flops, flops_of, parameter_count, params_of, weights_mb
 from avatar.errors import AvatarError
-from avatar.space import NAMES, CatDim, Space, _plain
+from avatar.space import NAMES, CatDim, Space
 from avatar.student import StudentConfig
 
 # the dimensions z3 reasons about numerically; the others (categories, dropouts) enter only through feasibility
@@ -265,8 +265,7 @@ def analyse(space: Space, c: Constraints) -> SmtResult:
             bounds[name] = ok
         else:
             lo, hi = enc.index_bounds(name)
-            grid = d.values()
-            bounds[name] = [_plain(grid[lo]), _plain(grid[hi])]
+            bounds[name] = [d.value(lo), d.value(hi)]
     feasible, seen = _count(space, c, splits)
     for name in NAMES:
         d = space.dims[name]
@@ -290,7 +289,7 @@ def _why_infeasible(space: Space, c: Constraints, splits: list[Split]) -> str:
     if smallest > c.max_params:
         return (
             f"no configuration fits {c.budget_bytes / MB:.3g} MB (size <= budget cannot be met): "
-            f"the smallest model in the space needs {4 * smallest / MB:.4f} MB"
+            f"the smallest model in the space needs {weights_mb(smallest):.4f} MB"
         )
     least = min(a * I0 + b for sp in splits for a, b in sp.flops_coef.values())
     return (
@@ -356,8 +355,7 @@ class Feasibility:
             if isinstance(d, CatDim):
                 out[name] = v if v in d.choices else d.choices[0]
             else:
-                grid = d.values()
-                out[name] = _plain(grid[int(np.abs(grid - v).argmin())])
+                out[name] = d.value(d.index(v))
         out = self._with_valid_heads(out)
         while (excess := self._excess(out)) > 0:
             candidates = [c for c in (self._shrunk(out, name) for name in SHRINK_ORDER) if c is not None]

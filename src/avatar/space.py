@@ -19,8 +19,21 @@ from avatar.errors import AvatarError
 from avatar.student import ACTIVATIONS, POSITION_EMBEDDINGS, TOKENIZERS, StudentConfig
 
 
+class _Grid:
+    """Grid index <-> value, the one conversion every stage uses (sampling, SMT bounds, search variables)."""
+
+    def value(self, index: int):
+        """The grid's ``index``-th value as a plain Python value (JSON and dataclass checks want plain types)."""
+        v = self.values()[int(index)]
+        return v.item() if hasattr(v, "item") else v
+
+    def index(self, value) -> int:
+        """Index of the grid value nearest ``value`` (of a choice: its position)."""
+        return int(np.abs(self.values() - value).argmin())
+
+
 @dataclass(frozen=True)
-class IntDim:
+class IntDim(_Grid):
     low: int  # smallest value
     high: int  # largest value (on the grid: low + k * step)
     step: int = 1  # grid spacing
@@ -33,7 +46,7 @@ class IntDim:
 
 
 @dataclass(frozen=True)
-class FloatDim:
+class FloatDim(_Grid):
     low: float
     high: float
     step: float
@@ -47,11 +60,14 @@ class FloatDim:
 
 
 @dataclass(frozen=True)
-class CatDim:
+class CatDim(_Grid):
     choices: tuple  # allowed values, in a fixed order
 
     def values(self) -> list:
         return list(self.choices)
+
+    def index(self, value) -> int:
+        return self.choices.index(value)
 
     def __len__(self) -> int:
         return len(self.choices)
@@ -97,7 +113,7 @@ class Space:
             raise AvatarError(f"space: needs exactly the dimensions {', '.join(NAMES)}")
         # every value must make a valid configuration (divisibility aside): check both corners and every category
         for corner in (0, -1):
-            values = {n: _plain(d.values()[corner]) for n, d in self.dims.items()}
+            values = {n: d.value(corner % len(d)) for n, d in self.dims.items()}
             values["num_attention_heads"] = 1
             for name, d in self.dims.items():
                 for choice in d.values() if isinstance(d, CatDim) else ():
@@ -209,12 +225,8 @@ class Space:
 
     def decode(self, genes: np.ndarray) -> dict:
         """The grid values nearest to ``genes``, by name (heads may not divide hidden yet: see ``smt.repair``)."""
-        return {
-            name: _plain(self.dims[name].values()[int(round(g * (len(self.dims[name]) - 1)))])
-            for name, g in zip(NAMES, np.clip(genes, 0.0, 1.0))
-        }
+        return self.at([round(g * (len(self.dims[name]) - 1)) for name, g in zip(NAMES, np.clip(genes, 0.0, 1.0))])
 
-
-def _plain(value):
-    """A numpy scalar as the Python number it holds (JSON and dataclass checks want plain types)."""
-    return value.item() if hasattr(value, "item") else value
+    def at(self, indices) -> dict:
+        """The configuration at grid indices (one per dimension, in NAMES order)."""
+        return {name: self.dims[name].value(i) for name, i in zip(NAMES, indices)}

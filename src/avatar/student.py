@@ -1,7 +1,8 @@
-"""The student: its 13-hyperparameter configuration (the paper's search space) and the model it describes.
+"""The student's 13-hyperparameter configuration (the paper's search space): plain data, no torch.
 
-A configuration is saved and loaded as JSON and checked on load. The model is a randomly initialised
-RoBERTa encoder with the task's head; its parameter count is the cost model's (``avatar.cost``), exactly.
+A configuration is saved and loaded as JSON and checked on load. The model it describes is built by
+``avatar.modeling.build_student`` (a randomly initialised RoBERTa encoder with the task's head); its parameter
+count is the cost model's (``avatar.cost``), exactly.
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from transformers import RobertaConfig
-
 from avatar.errors import AvatarError
-from avatar.modeling import Classifier, build_from_config
-from avatar.tasks import Task
 
 TOKENIZERS = ("BPE", "WordPiece", "Unigram", "WordLevel")
 ACTIVATIONS = ("gelu", "relu", "silu", "gelu_new")
 POSITION_EMBEDDINGS = ("absolute", "relative_key", "relative_key_query")
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # RoBERTa's, with RoBERTa's ids 0..4
 PAD_ID = 1
+POSITION_OFFSET = PAD_ID + 1  # RoBERTa numbers positions from pad id + 1: a model reads that many fewer tokens than its position rows
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class StudentConfig:
     @property
     def max_position_embeddings(self) -> int:
         """RoBERTa numbers positions from pad id + 1, so it needs that many rows more than tokens."""
-        return self.max_sequence_length + PAD_ID + 1
+        return self.max_sequence_length + POSITION_OFFSET
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -120,29 +118,3 @@ def validate(cfg: StudentConfig) -> list[str]:
             f"hidden_size ({cfg.hidden_size}) must be divisible by num_attention_heads ({cfg.num_attention_heads})"
         )
     return problems
-
-
-def roberta_config(cfg: StudentConfig) -> RobertaConfig:
-    return RobertaConfig(
-        vocab_size=cfg.vocab_size,
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_hidden_layers,
-        num_attention_heads=cfg.num_attention_heads,
-        intermediate_size=cfg.intermediate_size,
-        hidden_act=cfg.hidden_act,
-        hidden_dropout_prob=cfg.hidden_dropout_prob,
-        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
-        max_position_embeddings=cfg.max_position_embeddings,
-        position_embedding_type=cfg.position_embedding_type,
-        type_vocab_size=1,
-        pad_token_id=PAD_ID,
-        bos_token_id=0,
-        eos_token_id=2,
-        # SDPA cannot add relative-position scores; say so instead of letting transformers warn on every build
-        **({"attn_implementation": "eager"} if cfg.position_embedding_type != "absolute" else {}),
-    )
-
-
-def build_student(task: Task, cfg: StudentConfig) -> Classifier:
-    """A randomly initialised student for ``task`` (call ``torch.manual_seed`` first for a fixed init)."""
-    return build_from_config(task, roberta_config(cfg))

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
-
 from avatar.errors import AvatarError
 from avatar.settings import SEED
 
@@ -164,6 +162,8 @@ class Task(ABC):
     def metrics(self, labels: Sequence[int], preds: Sequence[int], positive_scores: Sequence[float] | None = None) -> dict:
         """CodeXGLUE's accuracy, precision, recall and F1; with ``positive_scores`` (e.g. the probability of class
         1) also ROC AUC, which ranks examples without a threshold (None when only one class is present)."""
+        from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score  # training install only
+
         p, r, f1, _ = precision_recall_fscore_support(labels, preds, average="binary", zero_division=0)
         out = {
             "accuracy": float(accuracy_score(labels, preds)),

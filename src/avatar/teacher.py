@@ -14,6 +14,7 @@ from avatar._io import METRICS, atomic_dir, check_replaceable, write_json_atomic
 from avatar.errors import AvatarError
 from avatar.modeling import MAX_LENGTH_KEY, TRAIN_IDS, load_pretrained, save_classifier
 from avatar.settings import FinetuneConfig
+from avatar.student import POSITION_OFFSET
 from avatar.tasks import Task, TaskData, fingerprint, limit_examples
 from avatar.graphcodebert import FLOW_LENGTH_KEY, LANGUAGE, MODEL_TYPE_KEY
 from avatar.trainer import Trainer, encode, encode_graphs, score
@@ -29,8 +30,8 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
     torch.manual_seed(seed)
     model, tokenizer = load_pretrained(task, config.model)
     positions = getattr(model.config, "max_position_embeddings", None)
-    if positions is not None and max_length > positions - 2:  # RoBERTa-style models offset positions by 2
-        raise AvatarError(f"max_length {max_length} exceeds what {config.model} can read ({positions - 2} tokens)")
+    if positions is not None and max_length > positions - POSITION_OFFSET:
+        raise AvatarError(f"max_length {max_length} exceeds what {config.model} can read ({positions - POSITION_OFFSET} tokens)")
     train_ex = limit_examples(data.labelled, config.limit, seed)
     valid_ex = limit_examples(data.valid, config.eval_limit, seed)
     test_ex = limit_examples(data.test, config.eval_limit, seed)
