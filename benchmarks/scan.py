@@ -30,9 +30,9 @@ import numpy as np
 from avatar.cost import MB
 from avatar.export import export
 from avatar.settings import ExportConfig
-from avatar.functions import find_functions, functions_in_source
-from avatar.runtime import ExportedModel
-from avatar.scan import scan
+from avatar.runtime.functions import find_functions, functions_in_source
+from avatar.runtime.model import ExportedModel
+from avatar.runtime.scan import scan
 from avatar.tasks import get_task
 
 HERE = Path(__file__).parent

@@ -11,7 +11,7 @@ from avatar.errors import AvatarError
 from avatar.export import export, graph_and_data_files
 from avatar.settings import ExportConfig
 from avatar.modeling import load_classifier
-from avatar.runtime import MANIFEST, ExportedModel
+from avatar.runtime.model import MANIFEST, ExportedModel
 from avatar.tasks import get_task
 from avatar.trainer import encode, predict_logits
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from avatar.errors import AvatarError
-from avatar.functions import find_functions, functions_in_source, source_files
+from avatar.runtime.functions import find_functions, functions_in_source, source_files
 
 FIXTURES = Path(__file__).parent / "fixtures" / "code"
 

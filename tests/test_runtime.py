@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from avatar.errors import AvatarError
-from avatar.runtime import MANIFEST, ExportedModel, load_tokenizer, positive_probability
+from avatar.runtime import TRAINING_MODULES
+from avatar.runtime.model import MANIFEST, ExportedModel, load_tokenizer, positive_probability
 
 
 @pytest.mark.parametrize("kind", ["BPE", "WordPiece", "Unigram", "WordLevel"])
@@ -104,18 +105,18 @@ def test_a_compress_run_folder_resolves_to_its_export(exports, tmp_path):
     assert ExportedModel(tmp_path / "run").folder == tmp_path / "run" / "onnx"
 
 
-BLOCK_TRAINING_MODULES = textwrap.dedent("""
+BLOCK_TRAINING_MODULES = textwrap.dedent(f"""
     import sys
     from importlib.abc import MetaPathFinder
 
-    BLOCKED = {"torch", "transformers", "sklearn", "safetensors", "onnx", "z3", "pymoo", "codecarbon", "matplotlib"}
+    BLOCKED = {set(TRAINING_MODULES)!r}
     ATTEMPTED = []  # even an import that is caught and worked around is a failure of the runtime path
 
     class Block(MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:
                 ATTEMPTED.append(name)
-                raise ModuleNotFoundError(f"No module named {name!r} (blocked: runtime-only install)", name=name)
+                raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: runtime-only install)", name=name)
 
     sys.meta_path.insert(0, Block())
 """)

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from avatar.cli import app
 from avatar.errors import AvatarError
-from avatar.runtime import ExportedModel
-from avatar.scan import clones, clones_json, scan, scan_json, scan_sarif, scan_text
+from avatar.runtime.model import ExportedModel
+from avatar.runtime.scan import clones, clones_json, scan, scan_json, scan_sarif, scan_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CODE = FIXTURES / "code"

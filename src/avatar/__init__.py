@@ -39,7 +39,7 @@ _PUBLIC = {
     "TaskData": "avatar.tasks",
     "get_task": "avatar.tasks",
     # the torch-free runtime
-    "ExportedModel": "avatar.runtime",
+    "ExportedModel": "avatar.runtime.model",
 }
 __all__ = ["AvatarError", *_PUBLIC]
 

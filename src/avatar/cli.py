@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from avatar._render import footer, metrics_table, results_table, space_summary, space_table
 from avatar.cost import MB
 from avatar.errors import AvatarError
+from avatar.runtime import TASK_COMMAND, TRAINING_MODULES
 from avatar.settings import (
     BUDGET_MB, MINILM, SEED, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings,
 )
@@ -477,7 +478,7 @@ def compress(
     exported = stages["export"].result
     precision = "int8" if "int8" in exported["sizes"] else "fp32"
     console.print(f"exported: {out / 'onnx'} ({precision} {exported['sizes'][precision] / MB:.2f} MB, agreement with PyTorch "
-                  f"{exported['parity'][precision]['agreement']:.3f}); use it: avatar {'scan' if config.task == 'defect' else 'clones'} "
+                  f"{exported['parity'][precision]['agreement']:.3f}); use it: avatar {TASK_COMMAND[config.task]} "
                   f"... --model {out}", soft_wrap=True)
     console.print(f"report: {out / 'report.md'} ({', '.join(stages['report'].result['plots'])}); settings: {out / 'config.toml'}")
 
@@ -490,7 +491,7 @@ Threshold = Annotated[float, typer.Option(help="report what the model gives at l
 
 
 def _exported(model: Path | None, precision: str | None):
-    from avatar.runtime import PRECISIONS, ExportedModel
+    from avatar.runtime.model import PRECISIONS, ExportedModel
 
     if precision is not None and precision not in PRECISIONS:
         raise AvatarError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -567,7 +568,7 @@ def scan_cmd(
     batch_size: Annotated[int, typer.Option(help="functions per inference batch")] = 32,
 ) -> None:
     """Rate every function in C/C++ code by its probability of being vulnerable, riskiest first."""
-    from avatar.scan import FORMATS, scan, scan_json, scan_sarif, scan_text
+    from avatar.runtime.scan import FORMATS, scan, scan_json, scan_sarif, scan_text
 
     if output_format not in FORMATS:
         raise AvatarError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
@@ -591,7 +592,7 @@ def clones_cmd(
     batch_size: Annotated[int, typer.Option(help="functions per inference batch")] = 32,
 ) -> None:
     """Find Java function pairs that a clone model flags as clones, likeliest first."""
-    from avatar.scan import clones, clones_json, clones_text
+    from avatar.runtime.scan import clones, clones_json, clones_text
 
     if output_format not in ("text", "json"):
         raise AvatarError(f"--format must be text or json, got {output_format!r}")
@@ -608,10 +609,6 @@ def report(run: Annotated[Path, typer.Argument(help="run directory of avatar com
 
     written = write_report(run)
     console.print(f"wrote {run / written['report']} and {', '.join(written['plots']) or 'no plots'}")
-
-
-TRAINING_MODULES = ("torch", "transformers", "sklearn", "safetensors", "z3", "pymoo", "codecarbon", "matplotlib", "onnx",
-                    "onnxscript", "onnx_ir")
 
 
 def main() -> None:

@@ -20,7 +20,8 @@ recovered tree gives; extraction never raises on any input.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+
+from avatar.runtime.parsers import parser
 
 COMES_FROM, COMPUTED_FROM = "comesFrom", "computedFrom"
 LANGUAGES = ("c", "java")
@@ -100,19 +101,6 @@ GRAMMARS = {
                         "character_literal", "text_block", "catch_type", "type_arguments", "type_parameters"}),
     ),
 }
-
-
-@cache
-def _parser(language: str):
-    from tree_sitter import Language, Parser
-
-    if language == "c":
-        import tree_sitter_c as grammar
-    elif language == "java":
-        import tree_sitter_java as grammar
-    else:
-        raise ValueError(f"no data-flow grammar for {language!r}; choose from {', '.join(LANGUAGES)}")
-    return Parser(Language(grammar.language()))
 
 
 State = dict[str, frozenset[int]]  # variable name -> token indices of the occurrences that reach this point
@@ -407,8 +395,10 @@ def _tokens(root, source: bytes) -> tuple[list[str], dict[tuple[int, int], int]]
 
 def extract(code: str, language: str) -> DataFlow:
     """The tokens and data-flow graph of one function (or any fragment of code) in ``language``."""
+    if language not in GRAMMARS:
+        raise ValueError(f"no data-flow grammar for {language!r}; choose from {', '.join(LANGUAGES)}")
     source = code.encode("utf-8", errors="replace")
-    tree = _parser(language).parse(source)
+    tree = parser(language).parse(source)
     tokens, token_of = _tokens(tree.root_node, source)
     extractor = _Extractor(source, GRAMMARS[language], token_of)
     try:

@@ -3,8 +3,8 @@
 The graphs come from torch's export-based ONNX exporter (the TorchScript tracer would bake the example's
 all-ones attention mask into the graph), with batch and token axes left dynamic. The int8 graphs are
 onnxruntime's dynamic quantisation of them (int8 weights, activations quantised on the fly). Parity runs the
-exported folder through ``avatar.runtime`` exactly as ``avatar scan`` does, tokenizer included, on real
-examples, against the PyTorch model; an export outside the bounds is not written. See ``avatar.runtime`` for
+exported folder through ``avatar.runtime.model`` exactly as ``avatar scan`` does, tokenizer included, on real
+examples, against the PyTorch model; an export outside the bounds is not written. See ``avatar.runtime.model`` for
 the folder layout.
 """
 
@@ -28,7 +28,7 @@ from avatar.errors import AvatarError
 from avatar.graphcodebert import MODEL_TYPE_KEY
 from avatar.settings import ExportConfig
 from avatar.modeling import Classifier, PairClassifier, load_classifier, model_max_length, saved_task
-from avatar.runtime import FORMAT, MANIFEST, TOKENIZER, ExportedModel, graph_files, positive_probability, read_manifest
+from avatar.runtime.model import FORMAT, MANIFEST, TOKENIZER, ExportedModel, graph_files, positive_probability, read_manifest
 from avatar.tasks import Example, Task
 from avatar.trainer import encode, predict_logits
 

@@ -20,7 +20,6 @@ import numpy as np
 
 from avatar.dataflow import DataFlow
 
-LANGUAGE = {"defect": "c", "clone": "java"}  # Devign is C, BigCloneBench Java
 MODEL_TYPE_KEY = "avatar_model_type"  # entry in a model folder's config.json: "graphcodebert" for graph teachers
 FLOW_LENGTH_KEY = "avatar_flow_length"  # entry in config.json: data-flow nodes per function
 CACHE_FORMAT = 1  # bump when extraction changes, so cached graphs are not reused

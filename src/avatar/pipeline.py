@@ -242,7 +242,7 @@ def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: S
 def export_stage(run: Run, data: TaskData, student: Stage, config: ExportConfig) -> Stage:
     """The student in ONNX (and int8) for the torch-free runtime, parity-checked on the test split: ``RUN/onnx/``."""
     from avatar.export import export
-    from avatar.runtime import MANIFEST, RUN_EXPORT
+    from avatar.runtime.model import MANIFEST, RUN_EXPORT
 
     def fn() -> dict:
         manifest = export(run.root / "student", run.root / RUN_EXPORT, data.test, config)

@@ -16,7 +16,8 @@ from avatar.modeling import MAX_LENGTH_KEY, TRAIN_IDS, load_pretrained, save_cla
 from avatar.settings import FinetuneConfig
 from avatar.student import POSITION_OFFSET
 from avatar.tasks import Task, TaskData, fingerprint, limit_examples
-from avatar.graphcodebert import FLOW_LENGTH_KEY, LANGUAGE, MODEL_TYPE_KEY
+from avatar.graphcodebert import FLOW_LENGTH_KEY, MODEL_TYPE_KEY
+from avatar.runtime import TASK_LANGUAGE
 from avatar.trainer import Trainer, encode, encode_graphs, score
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
         if getattr(model.config, "model_type", None) != "roberta":
             raise AvatarError(f"GraphCodeBERT mode needs a RoBERTa encoder (such as microsoft/graphcodebert-base); "
                               f"{config.model} is a {getattr(model.config, 'model_type', 'different')} model")
-        language = LANGUAGE[task.name]
+        language = TASK_LANGUAGE[task.name]
         setattr(model.config, MODEL_TYPE_KEY, "graphcodebert")  # the labeller reads graphs as the teacher learnt them
         setattr(model.config, FLOW_LENGTH_KEY, flow)
         train, valid, test = (encode_graphs(tokenizer, ex, language, max_length, flow) for ex in (train_ex, valid_ex, test_ex))

@@ -78,10 +78,11 @@ def encode_graphs(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example
 
 def encode_for(model: Classifier, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], task: Task) -> Encoded:
     """Examples as a saved model reads them: token-only, or GraphCodeBERT's graph input when its folder says so."""
-    from avatar.graphcodebert import FLOW_LENGTH_KEY, LANGUAGE, MODEL_TYPE_KEY
+    from avatar.graphcodebert import FLOW_LENGTH_KEY, MODEL_TYPE_KEY
+    from avatar.runtime import TASK_LANGUAGE
 
     if getattr(model.config, MODEL_TYPE_KEY, None) == "graphcodebert":
-        return encode_graphs(tokenizer, examples, LANGUAGE[task.name], model_max_length(model), getattr(model.config, FLOW_LENGTH_KEY))
+        return encode_graphs(tokenizer, examples, TASK_LANGUAGE[task.name], model_max_length(model), getattr(model.config, FLOW_LENGTH_KEY))
     return encode(tokenizer, examples, model_max_length(model))
 
 

@@ -1,6 +1,6 @@
 """`avatar scan` and `avatar clones`: score the functions of a code base with an exported model, and report.
 
-Torch-free: functions come from ``avatar.functions`` (tree-sitter), scores from ``avatar.runtime``
+Torch-free: functions come from ``avatar.runtime.functions`` (tree-sitter), scores from ``avatar.runtime.model``
 (onnxruntime). Reports are plain text, JSON, or SARIF 2.1.0 for IDEs and code-scanning services.
 """
 
@@ -17,8 +17,9 @@ import numpy as np
 
 from avatar import __version__
 from avatar.errors import AvatarError
-from avatar.functions import DEFAULT_MAX_BYTES, Function, find_functions
-from avatar.runtime import ExportedModel, positive_probability
+from avatar.runtime.functions import DEFAULT_MAX_BYTES, Function, find_functions
+from avatar.runtime import TASK_COMMAND, TASK_LANGUAGE
+from avatar.runtime.model import ExportedModel, positive_probability
 
 FORMATS = ("text", "json", "sarif")
 RULE_ID = "AVATAR-VULN"
@@ -62,18 +63,18 @@ def _check_threshold(threshold: float) -> None:
         raise AvatarError(f"--threshold must be a probability in [0, 1], got {threshold}")
 
 
-def _check_task(model: ExportedModel, task: str, command: str) -> None:
+def _check_task(model: ExportedModel, task: str) -> None:
     if model.task != task:
-        raise AvatarError(f"{command} needs a {task} model; this one was trained for {model.task}", model.folder)
+        raise AvatarError(f"avatar {TASK_COMMAND[task]} needs a {task} model; this one was trained for {model.task}", model.folder)
 
 
 def scan(paths: Sequence[Path], model: ExportedModel, threshold: float = 0.5, max_bytes: int = DEFAULT_MAX_BYTES,
          batch_size: int = 32, warn: Callable[[str], None] | None = None) -> ScanResult:
     """Every function in the C/C++ files under ``paths`` with its probability of being vulnerable."""
     _check_threshold(threshold)
-    _check_task(model, "defect", "avatar scan")
+    _check_task(model, "defect")
     warnings, note = _collector(warn)
-    functions, files = find_functions(paths, "c", note, max_bytes)
+    functions, files = find_functions(paths, TASK_LANGUAGE["defect"], note, max_bytes)
     probs = model.probabilities([(f.code,) for f in functions], batch_size) if functions else []
     scored = sorted((Scored(f, float(p)) for f, p in zip(functions, probs)),
                     key=lambda s: (-s.probability, s.function.path, s.function.start_line))
@@ -194,10 +195,10 @@ def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold
     _check_threshold(threshold)
     if max_pairs < 1:
         raise AvatarError(f"--max-pairs must be at least 1, got {max_pairs}")
-    _check_task(model, "clone", "avatar clones")
+    _check_task(model, "clone")
     warnings, note = _collector(warn)
-    left, _ = find_functions(a, "java", note, max_bytes)
-    right, _ = find_functions(b, "java", note, max_bytes)
+    left, _ = find_functions(a, TASK_LANGUAGE["clone"], note, max_bytes)
+    right, _ = find_functions(b, TASK_LANGUAGE["clone"], note, max_bytes)
     left_keys, right_keys = [_key(f) for f in left], [_key(f) for f in right]
     overlap = len(set(left_keys) & set(right_keys))
     total = len(left) * len(right) - overlap - overlap * (overlap - 1) // 2  # no self-pairs, no mirrored repeats

@@ -13,12 +13,11 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from avatar.errors import AvatarError
+from avatar.runtime.parsers import LANGUAGES, parser
 
-LANGUAGES = ("c", "cpp", "java")
 CPP_EXTENSIONS = (".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx", ".h++")
 EXTENSIONS = {"c": (".c", ".h", *CPP_EXTENSIONS), "java": (".java",)}  # by what the user asks for: C/C++, or Java
 FUNCTION_NODES = {
@@ -45,21 +44,6 @@ class Function:
     @property
     def where(self) -> str:
         return f"{self.path}:{self.start_line}-{self.end_line}"
-
-
-@cache
-def _parser(language: str):
-    from tree_sitter import Language, Parser
-
-    if language == "c":
-        import tree_sitter_c as grammar
-    elif language == "cpp":
-        import tree_sitter_cpp as grammar
-    elif language == "java":
-        import tree_sitter_java as grammar
-    else:
-        raise AvatarError(f"unknown language {language!r}; choose from {', '.join(LANGUAGES)}")
-    return Parser(Language(grammar.language()))
 
 
 def _text(source: bytes, node) -> str:
@@ -112,7 +96,7 @@ def _java_name(source: bytes, node) -> str:
 
 def functions_in_source(source: bytes, language: str, path: str = "<string>") -> list[Function]:
     """Every function definition with a body, in file order; definitions inside one are not looked for."""
-    tree = _parser(language).parse(source)
+    tree = parser(language).parse(source)
     kinds = FUNCTION_NODES[language]
     found = []
     stack = [tree.root_node]
