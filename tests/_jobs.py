@@ -14,3 +14,12 @@ def fail_on_two(job):
     if job["x"] == 2:
         raise ValueError("boom")
     return square(job)
+
+
+def nap(job):
+    """Leave the worker's pid, then sleep: a job still in flight when the test interrupts or kills its parent."""
+    import time
+
+    Path(job["trace"]).joinpath(job["key"]).write_text(str(os.getpid()))
+    time.sleep(job["sleep"])
+    return {"slept": job["sleep"]}

@@ -25,17 +25,20 @@ def _run(args, monkeypatch):
         (["finetune", "--task", "nope", "--out", "OUT"], "unknown task 'nope'"),
         (["finetune", "--data", "DATA/none", "--out", "OUT"], "data folder not found"),
         (["finetune", "--data", "DATA", "--out", "OUT", "--model", "./nowhere"], "model folder not found"),
-        (["finetune", "--data", "DATA", "--out", "OUT", "--epochs", "0"], "--epochs must be at least 1"),
-        (["finetune", "--data", "DATA", "--out", "OUT", "--limit", "-3"], "--limit must be at least 1, got -3"),
-        (["finetune", "--data", "DATA", "--out", "OUT", "--lr", "0"], "--lr must be positive"),
+        (["finetune", "--data", "DATA", "--out", "OUT", "--epochs", "0"], "--epochs must be between 1 and 10,000, got 0"),
+        (["finetune", "--data", "DATA", "--out", "OUT", "--limit", "-3"], "--limit must be between 1 and 1,000,000,000, got -3"),
+        (["finetune", "--data", "DATA", "--out", "OUT", "--lr", "0"], "--lr must be between 1e-09 and 1, got 0"),
         (["label", "--data", "DATA", "--teacher", "DATA", "--out", "OUT/s.json", "--batch-size", "0"], "--batch-size must be at least 1"),
-        (["evaluate", "--data", "DATA", "--model", "DATA", "--threads", "0"], "--threads must be at least 1"),
-        (["distill", "--data", "DATA", "--soft-labels", "DATA/x", "--out", "OUT", "--alpha", "-1"], "--alpha must be at least 0"),
+        (["evaluate", "--data", "DATA", "--model", "DATA", "--threads", "0"], "--threads must be between 1 and 4,096"),
+        (["distill", "--data", "DATA", "--soft-labels", "DATA/x", "--out", "OUT", "--alpha", "-1"], "--alpha must be between 0 and 1000, got -1"),
         (["compare", "DATA", "--data", "DATA"], "compare needs at least two models"),
         (["label", "--data", "DATA", "--teacher", "DATA", "--out", "OUT/soft.json"], "not an Avatar model folder"),
         (["compress", "--config", "DATA/none.toml", "--out", "OUT"], "none.toml: config file not found"),
         (["compress", "--task", "nope", "--out", "OUT"], "task must be one of defect, clone"),
-        (["compress", "--samples", "2", "--out", "OUT"], "the indicator needs at least 3 samples"),
+        (["compress", "--samples", "2", "--out", "OUT"], "search.samples must be between 3 and 100,000, got 2"),
+        (["distill", "--data", "DATA", "--soft-labels", "DATA/x", "--out", "OUT", "--temperature", "inf"],
+         "--temperature must be a finite number between"),
+        (["space", "--budget-mb", "nan"], "--budget-mb must be a finite number between"),
         (["compress", "--data", "DATA/none", "--out", "OUT"], "data folder not found"),
         (["compress", "--data", "DATA", "--teacher", "./nowhere", "--out", "OUT"], "model folder not found"),
         (["report", "OUT"], "not an Avatar run directory"),
@@ -177,3 +180,31 @@ def test_search_then_report(tmp_path, tiny_encoder, defect_data):
     assert result.exit_code == 0, result.output
     assert {"pareto.png", "space.png", "indicator.png"} <= {p.name for p in run.iterdir()}
     assert "## Search" in (run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("command", [
+    ["finetune", "--data", "DATA", "--out", "RUN", "--epochs", "1"],
+    ["distill", "--data", "DATA", "--soft-labels", "RUN/soft_labels.json", "--out", "RUN"],
+    ["export", "--model", "RUN", "--out", "RUN"],
+])
+def test_a_run_folder_is_never_replaced_by_a_model_or_an_export(tmp_path, defect_data, capsys, monkeypatch, command):
+    run = tmp_path / "run"  # what avatar compress leaves: metrics.json at the top, as a model folder has
+    (run / "stages").mkdir(parents=True)
+    for name in ("config.toml", "metrics.json", "report.md"):
+        (run / name).write_text("keep\n")
+    args = [a.replace("DATA", str(defect_data)).replace("RUN", str(run)) for a in command]
+    assert _run(args, monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("run folder" in err or "not an Avatar model folder" in err), err
+    assert sorted(p.name for p in run.iterdir()) == ["config.toml", "metrics.json", "report.md", "stages"]
+
+
+def test_scan_never_replaces_a_fifo_with_its_report(tmp_path, capsys, monkeypatch, exports):
+    import os
+
+    (tmp_path / "a.c").write_text("int f(int x) { return x; }\n")
+    fifo = tmp_path / "out.sarif"
+    os.mkfifo(fifo)
+    args = ["scan", str(tmp_path / "a.c"), "--model", str(exports["defect"]), "--format", "sarif", "-o", str(fifo)]
+    assert _run(args, monkeypatch) == 2
+    assert "not a regular file" in capsys.readouterr().err and fifo.is_fifo()

@@ -34,6 +34,9 @@ def load_config_text(tmp_path, text: str, name: str = "c.toml") -> CompressConfi
         ("[search]\nseed = 3\n", "search.seed is set once for the whole run: write seed", 2),
         ("[finetune]\nepochs = 1\nmodel = 'x'\n", "finetune.model is set once for the whole run: write teacher", 3),
         ('preset = "huge"\n', "preset must be one of demo", 1),
+        ("seed = 1\n\n[search]\nsamples = 99999999999999999999\n", "search.samples must be between 3 and 100,000", 4),
+        ("[distill]\nalpha = 0\ntemperature = inf\n", "distill.temperature must be a finite number between", 3),
+        ("budget_mb = nan\n", "budget_mb must be a finite number between", 1),
     ],
 )
 def test_bad_options_name_file_and_line(tmp_path, text, message, line):
@@ -46,16 +49,15 @@ def test_bad_options_name_file_and_line(tmp_path, text, message, line):
     "text,message",
     [
         ('task = "nope"\n', "task must be one of defect, clone"),
-        ("[search]\nsamples = 2\n", "at least 3 samples"),
+        ("[search]\nsamples = 2\n", "search.samples must be between 3 and"),
         ('[search]\nobjective = "speed"\n', "objective must be one of latency, flops"),
-        ("[distill]\nepochs = 0\n", "distill.epochs must be positive"),
+        ("[distill]\nepochs = 0\n", "distill.epochs must be between 1 and 10,000, got 0"),
         ('[measure]\narchitectures = ["gpt"]\n', "unknown 'gpt'"),
         ("[space]\nwidth = 3\n", "unknown dimension 'width'"),
-        ("[search]\nlatency_architectures = 2\n", "at least 3 timed architectures"),
+        ("[search]\nlatency_architectures = 2\n", "search.latency_architectures must be between 3 and"),
         ('[measure]\ncountry = "XXX"\n', "XXX"),
         ("[finetune]\nflow_length = 64\n", "finetune: flow_length needs model_type graphcodebert"),
         ('[finetune]\nmodel_type = "gnn"\n', "model_type must be one of encoder, graphcodebert"),
-        ("[distill]\ntemperature = nan\n", "distill.temperature must be a finite number"),
         ("[finetune]\nlearning_rate = inf\n", "finetune.learning_rate must be a finite number"),
     ],
 )
@@ -115,3 +117,15 @@ def test_a_graphcodebert_teacher_is_configured_in_the_finetune_section(tmp_path)
     config = load_config_text(tmp_path, '[finetune]\nmodel_type = "graphcodebert"\nflow_length = 64\n')
     assert config.finetune.model_type == "graphcodebert"
     assert config.finetune.lengths("defect") == (400, 64) and config.finetune.lengths("clone") == (384, 64)
+
+
+def test_every_numeric_setting_has_a_range():
+    from dataclasses import fields
+
+    from avatar.config import SECTIONS
+    from avatar.settings import RANGES
+
+    for cls in (CompressConfig, *SECTIONS.values()):
+        for f in fields(cls):
+            if f.type in ("int", "float", "int | None", "float | None"):
+                assert f.name in RANGES, f"{cls.__name__}.{f.name} has no range in avatar.settings.RANGES"

@@ -55,3 +55,81 @@ def test_a_failing_job_keeps_finished_results_and_stops(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="boom"):
         run_jobs(fail_on_two, jobs, tmp_path / "results", LocalExecutor(1))
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["k0.json", "k1.json"]
+
+
+RUN_NAPS = """
+import signal, sys
+sys.path.insert(0, {tests!r})
+from _jobs import nap
+from avatar.cli import _interrupt, Interrupted
+from avatar.executor import LocalExecutor, run_jobs
+signal.signal(signal.SIGINT, _interrupt)
+jobs = [{{"key": f"k{{i}}", "trace": {trace!r}, "sleep": s}} for i, s in enumerate({sleeps!r})]
+try:
+    run_jobs(nap, jobs, {results!r}, LocalExecutor(2))
+except Interrupted:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is dead: it only waits for its parent to read its status
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def _start_naps(tmp_path, sleeps):
+    import os
+    import subprocess
+    import time
+
+    trace, results = tmp_path / "trace", tmp_path / "results"
+    trace.mkdir()
+    code = RUN_NAPS.format(tests=str(Path(__file__).parent), trace=str(trace), sleeps=sleeps, results=str(results))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    deadline = time.time() + 60
+    while len(list(trace.iterdir())) < 2 and time.time() < deadline:  # both workers busy
+        time.sleep(0.1)
+    return proc, trace, results
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    import signal
+    import time
+
+    proc, trace, _ = _start_naps(tmp_path, [120, 120])
+    workers = [int(p.read_text()) for p in trace.iterdir()]
+    assert len(workers) == 2 and all(_alive(w) for w in workers)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "a worker outlived its killed parent"
+
+
+def test_ctrl_c_keeps_finished_jobs_drops_the_rest_at_once_and_prints_no_traceback(tmp_path):
+    import signal
+    import time
+
+    proc, trace, results = _start_naps(tmp_path, [0, 0, 120, 120])
+    deadline = time.time() + 60
+    while len(list(results.glob("*.json"))) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    while len(list(trace.iterdir())) < 4 and time.time() < deadline:  # the long jobs are in flight
+        time.sleep(0.1)
+    workers = [int(p.read_text()) for p in trace.iterdir()]
+    start = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and out.strip() == "interrupted" and time.time() - start < 10
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert sorted(p.name for p in results.glob("*.json")) == ["k0.json", "k1.json"]  # the finished ones are kept
+    assert not any(_alive(w) for w in workers)

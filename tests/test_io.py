@@ -44,3 +44,29 @@ def test_never_replaces_a_folder_avatar_did_not_write(tmp_path, monkeypatch):
 def test_sha256_json_ignores_key_order():
     assert sha256_json({"a": 1, "b": 2}) == sha256_json({"b": 2, "a": 1})
     assert sha256_json({"a": 1}) != sha256_json({"a": 2})
+
+
+def test_a_command_replaces_only_a_folder_of_its_own_kind(tmp_path):
+    from avatar._io import folder_kind
+
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "metrics.json").write_text("{}")
+    assert folder_kind(tmp_path / "model") == "model"
+    run = tmp_path / "run"  # a compress run folder also has metrics.json at its top: it is a run all the same
+    (run / "stages").mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    (run / "config.toml").write_text("")
+    for kind, folder in (("model", run), ("export", run), ("run", tmp_path / "model")):
+        with pytest.raises(AvatarError, match="holds an Avatar .* folder, not a .* folder: it is kept"), atomic_dir(folder, kind):
+            pass
+    assert (run / "config.toml").exists() and (tmp_path / "model" / "metrics.json").exists()
+
+
+def test_atomic_writes_never_rename_over_a_device_or_fifo(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(AvatarError, match="not a regular file"):
+        write_json_atomic(fifo, {"k": 1})
+    assert fifo.is_fifo() and [p.name for p in tmp_path.iterdir()] == ["pipe"]

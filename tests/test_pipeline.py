@@ -10,6 +10,7 @@ import pytest
 import avatar
 import avatar.candidates as candidates_mod
 from avatar.config import load_config
+from avatar.errors import AvatarError
 from avatar.pipeline import Run, compress, labels_stage, teacher_stage
 from avatar.tasks import get_task
 from avatar.settings import FinetuneConfig
@@ -201,3 +202,31 @@ def test_compress_fine_tunes_a_graphcodebert_teacher_from_its_config(tmp_path, t
     saved = json.loads((run / "teacher" / "config.json").read_text())
     assert saved["avatar_model_type"] == "graphcodebert" and saved["avatar_flow_length"] == 8 and saved["avatar_max_length"] == 32
     assert json.loads((run / "metrics.json").read_text())["results"][0]["role"] == "teacher"
+
+
+HOLD = """
+import sys, time
+from avatar.engine import Run
+with Run(sys.argv[1]).writing():
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_one_writer_per_run_folder_and_the_lock_dies_with_its_holder(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(AvatarError, match=f"another avatar command \\(PID {holder.pid}\\) is writing this run folder"):
+            with Run(run).writing():
+                pass
+        (run / ".x.json.1.tmp").write_text("")  # a live writer's temporary file: the refused run must not touch it
+        with pytest.raises(AvatarError):
+            compress(load_config(tiny_compress_toml(tmp_path / "c.toml", tmp_path, "minilm")), run)
+        assert (run / ".x.json.1.tmp").exists()
+    finally:
+        holder.kill()  # SIGKILL: the OS releases the lock
+        holder.wait()
+    with Run(run).writing() as r:
+        assert r.held and not (run / ".x.json.1.tmp").exists()  # the dead run's leftovers go

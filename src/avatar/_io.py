@@ -26,8 +26,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AVATAR_CACHE_DIR", Path.home() / ".cache" / "avatar"))
 
 
+def _check_file_target(path: Path) -> None:
+    """A rename over a device, FIFO or socket would replace it: only a regular file (or nothing) may be there."""
+    if path.exists() and not path.is_file():
+        raise AvatarError("output exists and is not a regular file; give a file name", path)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    _check_file_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -42,6 +50,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
+    _check_file_target(Path(dst))
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     os.close(fd)
@@ -60,27 +69,54 @@ def write_json_atomic(path: Path, obj: Any, indent: int | None = 2) -> None:
 
 
 METRICS = "metrics.json"  # written last into every model folder Avatar makes: its mark of a finished folder
+KIND = ".avatar-kind"  # in every folder Avatar makes: what it is ("model", "export" or "run"), so that a command
+# replaces only a folder of its own kind
 
 
-def check_replaceable(path: Path, mark: str = METRICS) -> None:
-    """Refuse an output folder that holds something other than a folder Avatar wrote (one with ``mark`` in it)."""
+def folder_kind(path: Path) -> str | None:
+    """What Avatar made in ``path``: its marker, or for folders made before markers, the files they hold."""
+    path = Path(path)
+    try:
+        return (path / KIND).read_text().strip()
+    except OSError:
+        pass
+    from avatar.runtime.model import MANIFEST
+
+    if (path / "config.toml").is_file() or (path / "stages").is_dir():
+        return "run"
+    if (path / MANIFEST).is_file():
+        return "export"
+    return "model" if (path / METRICS).is_file() else None
+
+
+def mark_folder(path: Path, kind: str) -> None:
+    write_text_atomic(Path(path) / KIND, kind + "\n")
+
+
+def check_replaceable(path: Path, kind: str = "model") -> None:
+    """Refuse an output folder that holds anything but a folder Avatar made of this ``kind`` (or nothing)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise AvatarError("output exists and is not a folder", path)
-    if path.is_dir() and any(path.iterdir()) and not (path / mark).is_file():
-        raise AvatarError("output folder is not empty and was not written by Avatar; choose another --out", path)
+    if path.is_dir() and any(path.iterdir()):
+        found = folder_kind(path)
+        if found is None:
+            raise AvatarError("output folder is not empty and was not written by Avatar; choose another --out", path)
+        if found != kind:
+            raise AvatarError(f"output folder holds an Avatar {found} folder, not a {kind} folder: it is kept; choose another --out", path)
     if path.resolve() == Path.cwd().resolve():
         raise AvatarError("output folder is the current folder; choose a new one", path)
 
 
 @contextlib.contextmanager
-def atomic_dir(path: Path, mark: str = METRICS) -> Iterator[Path]:
+def atomic_dir(path: Path, kind: str = "model") -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path``, on failure it is removed."""
-    check_replaceable(path, mark)
+    check_replaceable(path, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        mark_folder(tmp, kind)
         mask = _umask()  # mkdtemp and some writers make owner-only entries; give the usual permissions
         os.chmod(tmp, 0o777 & ~mask)
         for p in tmp.rglob("*"):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +23,7 @@ from avatar.cost import MB
 from avatar.errors import AvatarError
 from avatar.runtime import TASK_COMMAND, TRAINING_MODULES
 from avatar.settings import (
-    BUDGET_MB, MINILM, SEED, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings,
+    BUDGET_MB, MINILM, SEED, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings, check_settings,
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -74,27 +76,25 @@ def _at_least(minimum: float, **options: float | None) -> None:
             raise AvatarError(f"{_flag(name)} must be at least {minimum:g}, got {value}")
 
 
-def _positive(**options: float) -> None:
-    for name, value in options.items():
-        if not value > 0:
-            raise AvatarError(f"{_flag(name)} must be positive, got {value}")
-
-
-def _budget(budget_mb: float) -> None:
-    if not 0 < budget_mb <= 1e6:  # also refuses nan and inf
-        raise AvatarError(f"--budget-mb must be a positive number of MB up to 1e6, got {budget_mb}")
+def _checked(settings, **flags: str):
+    """``settings`` checked where settings are defined (``check_settings``), the error naming the flag typed
+    (``flags`` maps a field to its flag where the two differ)."""
+    try:
+        check_settings(settings)
+    except AvatarError as e:
+        message = e.message
+        for name in sorted((f.name for f in fields(settings)), key=len, reverse=True):
+            if message.startswith(name):
+                message = flags.get(name, _flag(name)) + message[len(name):]
+                break
+        raise AvatarError(message) from None
+    return settings
 
 
 def _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed, model_type="encoder", flow_length=None):
-    _at_least(1, max_length=max_length, epochs=epochs, batch_size=batch_size, limit=limit, eval_limit=eval_limit, flow_length=flow_length)
-    _positive(lr=lr)
     config = FinetuneConfig(model=model, model_type=model_type, max_length=max_length, flow_length=flow_length, limit=limit,
                             eval_limit=eval_limit, epochs=epochs, learning_rate=lr, batch_size=batch_size, seed=seed)
-    try:
-        config.check()
-    except AvatarError as e:
-        raise AvatarError(e.message.replace("model_type", "--model-type").replace("flow_length", "--flow-length")) from None
-    return config
+    return _checked(config, learning_rate="--lr")
 
 
 _FT, _DISTILL, _SEARCH, _MEASURE, _EXPORT = FinetuneConfig(), DistillConfig(), SearchSettings(), MeasureConfig(), ExportConfig()
@@ -183,8 +183,7 @@ def teacher(
     t = get_task(task)
     config = _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed)
     task_data = t.load(data, seed=seed)
-    run = Run(out)
-    with _progress() as progress:
+    with Run(out).writing() as run, _progress() as progress:
         trained = teacher_stage(run, t, task_data, config, progress=progress)
         soft = labels_stage(run, t, task_data, trained, progress=progress).result
     reused = " (reused)" if trained.reused else ""
@@ -214,16 +213,14 @@ def distill_cmd(
     from avatar.student import StudentConfig
     from avatar.tasks import get_task
 
-    _positive(temperature=temperature)
-    _at_least(1, epochs=epochs, limit=limit, eval_limit=eval_limit)
-    _at_least(0, alpha=alpha, patience=patience)
+    _at_least(0, patience=patience)
+    settings = _checked(DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, limit=limit, eval_limit=eval_limit,
+                                      patience=patience or None, seed=seed))
+    check_replaceable(out)  # before any reading: a folder that must not be replaced is the first thing to say
     student = StudentConfig.load(config) if config else StudentConfig()
     t = get_task(task)
     task_data = t.load(data, seed=seed)
     labels = load_soft_labels(soft_labels)
-    check_replaceable(out)
-    settings = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, limit=limit, eval_limit=eval_limit,
-                             patience=patience or None, seed=seed)
     with _progress() as progress:
         metrics = distill(t, task_data, labels, student, out, settings, progress)
     console.print(metrics_table(f"student on {task}", {"valid": metrics["valid"], "test": metrics["test"]}))
@@ -242,10 +239,9 @@ def _measure(specs: list[str], task: str, data: Path | None, seed: int, runs: in
     from avatar.measure import load_subjects, measure
     from avatar.tasks import get_task
 
-    _at_least(1, runs=runs, threads=threads, eval_limit=eval_limit)
+    cfg = _checked(MeasureConfig(runs=runs, threads=threads, country=country, eval_limit=eval_limit))
     t = get_task(task)
     task_data = t.load(data, seed=seed)
-    cfg = MeasureConfig(runs=runs, threads=threads, country=country, eval_limit=eval_limit)
     subjects = load_subjects(specs, t, task_data.test, cfg, seed)
     with err_console.status("measuring"):
         return t, measure(subjects, t, cfg)
@@ -325,13 +321,10 @@ def space(
     from avatar.space import Space
     from avatar.tasks import get_task
 
-    _budget(budget_mb)
-    if max_gflops is not None:
-        _positive(max_gflops=max_gflops)
-    _at_least(1, min_head_dim=min_head_dim)
+    settings = _checked(SearchSettings(budget_mb=budget_mb, max_gflops=max_gflops, min_head_dim=min_head_dim))
     t = get_task(task)
     sp = (Space.load(space_file) if space_file else Space.paper()).override_flags(ranges or [], choices or [])
-    constraints = SearchSettings(budget_mb=budget_mb, max_gflops=max_gflops, min_head_dim=min_head_dim).constraints(t.num_inputs)
+    constraints = settings.constraints(t.num_inputs)
     result = analyse(sp, constraints).to_dict(sp)
     result["task"] = task
     if as_json:
@@ -372,22 +365,17 @@ def search(
     from avatar.space import Space
     from avatar.tasks import get_task
 
-    _budget(budget_mb)
-    _at_least(3, samples=samples)
-    _at_least(1, sample_epochs=sample_epochs, sample_limit=sample_limit, sample_eval_limit=sample_eval_limit,
-              generations=generations, population=population, workers=workers, min_head_dim=min_head_dim)
     t = get_task(task)
-    settings = SearchSettings(
+    settings = _checked(SearchSettings(
         budget_mb=budget_mb, max_gflops=max_gflops, min_head_dim=min_head_dim, samples=samples, sample_epochs=sample_epochs,
         sample_limit=sample_limit, sample_eval_limit=sample_eval_limit, sample_metric=sample_metric, objective=objective,
         algorithm=algorithm, population=population, generations=generations, prefer=prefer, executor=executor,
         workers=workers, ray_address=ray_address, seed=seed,
-    )
-    settings.check()
+    ))
     sp = (Space.load(space_file) if space_file else Space.paper()).override_flags(ranges or [], choices or [])
     with err_console.status("searching") as status:
-        run = Run(out, on_start=lambda name: status.update(f"search: {name}"), on_end=_stage_line)
-        stages = search_stages(run, t, sp, settings, data, seed, soft_labels)
+        with Run(out, on_start=lambda name: status.update(f"search: {name}"), on_end=_stage_line).writing() as run:
+            stages = search_stages(run, t, sp, settings, data, seed, soft_labels)
     ind, pareto = stages["indicator"].result, stages["pareto"].result
     console.print(f"indicator of validation {ind['metric']}: {ind['choice']}, LOOCV MAE {ind['loocv_mae']:.4f}, Kendall tau {ind['kendall_tau']}")
     console.print(f"Pareto set: {pareto['pareto_size']} configurations ({pareto['evaluations']} evaluated); choice ({prefer}):")
@@ -451,7 +439,6 @@ def compress(
     flags = dict(task=task, data=data, preset=preset, teacher=teacher, teacher_finetuned=teacher_finetuned, budget_mb=budget_mb, seed=seed,
                  samples=samples, epochs=epochs, objective=objective, algorithm=algorithm, prefer=prefer, executor=executor,
                  workers=workers, ray_address=ray_address)
-    _at_least(1, samples=samples, epochs=epochs, workers=workers)
     config = _compress_config(config_file, flags)
     with _progress(transient=True) as progress:  # bars go when done: the stage lines stay
         running: dict[str, int] = {}
@@ -539,8 +526,7 @@ def export_cmd(
     from avatar.export import export
     from avatar.modeling import saved_task
 
-    config = ExportConfig(int8=int8, parity_examples=parity_examples, max_prob_diff=max_prob_diff, min_agreement=min_agreement)
-    config.check()
+    config = _checked(ExportConfig(int8=int8, parity_examples=parity_examples, max_prob_diff=max_prob_diff, min_agreement=min_agreement))
     task = saved_task(model)
     examples = task.load(data, seed=seed).test
     with err_console.status("exporting"):
@@ -611,9 +597,24 @@ def report(run: Annotated[Path, typer.Argument(help="run directory of avatar com
     console.print(f"wrote {run / written['report']} and {', '.join(written['plots']) or 'no plots'}")
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM: stop now and keep what is finished. Not a KeyboardInterrupt, which click would turn
+    into its own "Aborted!" before the clean-up and the message here."""
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
+    except Interrupted:
+        err_console.print("[red]interrupted:[/red] finished stages and candidates are kept; the same command resumes",
+                          highlight=False, soft_wrap=True)
+        sys.exit(130)
     except AvatarError as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -10,7 +10,6 @@ default is always None, so leaving it out means the same thing in every file.
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 import typing
@@ -20,6 +19,7 @@ from pathlib import Path
 from avatar.errors import AvatarError
 from avatar.settings import (
     ARCHITECTURES, BUDGET_MB, MINILM, SEED, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings,
+    check_settings,
 )
 
 
@@ -36,7 +36,6 @@ SAMPLE_PRESET = "demo"  # what a run on the built-in sample (no data folder) use
 # settings of a stage that the run sets once for all stages, by name: a section field of the same name
 # (FinetuneConfig.model <- teacher) takes the top-level value and is not an option of its own section
 OWNED = {"model": "teacher", "seed": "seed", "budget_mb": "budget_mb"}
-ZERO_ALLOWED = ("alpha", "weight_decay", "warmup_ratio")  # numeric settings that may be 0; all others must be positive
 
 
 @dataclass
@@ -71,21 +70,9 @@ class CompressConfig:
         if self.preset is not None and self.preset not in PRESETS:
             raise AvatarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         Space.paper().override(self.space)
+        check_settings(self)  # the run-wide numbers
         for name in SECTIONS:
-            section = getattr(self, name)
-            for f in fields(section):
-                value = getattr(section, f.name)
-                if isinstance(value, int | float) and not isinstance(value, bool) and f.name not in OWNED:
-                    if not math.isfinite(value):
-                        raise AvatarError(f"{name}.{f.name} must be a finite number, got {value}")
-                    if value < 0 or (value == 0 and f.name not in ZERO_ALLOWED):
-                        least = "at least 0" if f.name in ZERO_ALLOWED else "positive"
-                        raise AvatarError(f"{name}.{f.name} must be {least}, got {value}")
-            try:
-                if hasattr(section, "check"):
-                    section.check()
-            except AvatarError as e:
-                raise AvatarError(f"{name}: {e.message}") from None
+            check_settings(getattr(self, name), name)
         unknown = [a for a in self.measure.architectures if a not in ARCHITECTURES]
         if unknown:
             raise AvatarError(f"measure.architectures: unknown {unknown[0]!r}; choose from {', '.join(ARCHITECTURES)}")
@@ -190,7 +177,8 @@ def resolve(path: Path | None = None, options: dict | None = None) -> CompressCo
     try:
         config.validate()
     except AvatarError as e:
-        raise AvatarError(e.message, path) from None
+        section, name = getattr(e, "setting", (None, None))
+        raise AvatarError(e.message, path, _line_of(text, name, section) if name else None) from None
     return config
 
 

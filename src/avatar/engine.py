@@ -8,19 +8,24 @@ again. So a killed run resumes where it stopped, and a changed option reruns exa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from avatar._io import sha256_json, write_json_atomic
+from avatar._io import check_replaceable, folder_kind, mark_folder, sha256_json, write_json_atomic
+from avatar.errors import AvatarError
 
 log = logging.getLogger(__name__)
 
 STAGES = "stages"
+LOCK = ".lock"  # held (flock) by the one command writing the run folder
 
 
 @dataclass
@@ -38,6 +43,37 @@ class Run:
     def __init__(self, root: Path, on_start: Callable[[str], None] | None = None, on_end: Callable[[Stage], None] | None = None):
         self.root = Path(root)
         self.on_start, self.on_end = on_start, on_end
+        self.held = False  # this process holds the folder's lock (see ``writing``)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Run]:
+        """Hold the run folder for one writer for as long as the block runs.
+
+        The folder must be empty or an Avatar run folder (never a model, an export or anything else). An exclusive
+        ``flock`` on ``RUN/.lock`` refuses a second writer at once, naming the first one's PID; the OS releases it
+        when the holder dies, however it dies. Holding it, the leftovers of a killed run (temporary files of
+        atomic writes) are removed: no live writer can own them.
+        """
+        check_replaceable(self.root, "run")
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise AvatarError(f"another avatar command (PID {holder}) is writing this run folder; wait for it to "
+                                  "finish or choose another --out", self.root) from None
+            self.held = True
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            if folder_kind(self.root) is None:
+                mark_folder(self.root, "run")
+            self.clear_leftovers()
+            yield self
+        finally:
+            self.held = False
+            os.close(fd)  # releases the lock
 
     def clear_leftovers(self) -> None:
         """Remove the temporary files and folders of atomic writes that a killed run left behind."""

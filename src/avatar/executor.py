@@ -6,10 +6,14 @@ soon as it finishes, so an interrupted stage resumes without redoing finished jo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -30,8 +34,39 @@ class Executor(Protocol):
         ...
 
 
+def _worker_start(parent: int) -> None:
+    """In each worker: die with the parent, however it dies (SIGKILL included), and leave Ctrl-C to it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Children started inside ignore SIGINT from their first instruction: a Ctrl-C while they import is the
+    parent's alone (Python keeps an ignored SIGINT ignored at start-up), so no worker prints a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class LocalExecutor:
-    """A pool of fresh processes (spawned: safe with torch threads), one per core by default."""
+    """A pool of fresh processes (spawned: safe with torch threads), one per core by default.
+
+    Workers die with the parent (SIGKILL included) and ignore Ctrl-C; on Ctrl-C, SIGTERM or a failed job the
+    parent kills the jobs in flight at once: finished jobs are saved by ``run_jobs``, unfinished ones are redone
+    on the next run.
+    """
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
@@ -42,14 +77,20 @@ class LocalExecutor:
                 yield job, fn(job)
             return
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
-            futures = {pool.submit(fn, job): job for job in jobs}
-            try:
-                for fut in as_completed(futures):
-                    yield futures[fut], fut.result()
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # one failure (or Ctrl-C) stops the queue instead of training on
-                raise
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_start, initargs=(os.getpid(),))
+        try:
+            with _sigint_ignored():  # the pool starts its workers as jobs are submitted
+                futures = {pool.submit(fn, job): job for job in jobs}
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+        except BaseException:
+            # stop now instead of training on: drop the queue and the jobs in flight (they are redone next time)
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in multiprocessing.active_children():
+                child.kill()
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
 
 class RayExecutor:

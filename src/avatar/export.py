@@ -24,9 +24,10 @@ from torch import nn
 
 from avatar import __version__
 from avatar._io import atomic_dir, sha256_file, write_json_atomic
+from avatar.cost import MB
 from avatar.errors import AvatarError
 from avatar.graphcodebert import MODEL_TYPE_KEY
-from avatar.settings import ExportConfig
+from avatar.settings import ExportConfig, check_settings
 from avatar.modeling import Classifier, PairClassifier, load_classifier, model_max_length, saved_task
 from avatar.runtime.model import FORMAT, MANIFEST, TOKENIZER, ExportedModel, graph_files, positive_probability, read_manifest
 from avatar.tasks import Example, Task
@@ -110,7 +111,7 @@ def _export_graph(module: nn.Module, inputs: tuple, axes: dict, output: str, pat
     proto = program.model_proto
     _strip(proto)
     weights = sum(len(t.raw_data) for t in proto.graph.initializer)
-    external = weights > external_data_mb * 1e6
+    external = weights > external_data_mb * MB
     onnx.save_model(proto, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
                     location=path.name + ".data", size_threshold=1024)
 
@@ -157,7 +158,7 @@ def parity(model: Classifier, tokenizer, task: Task, exported: ExportedModel, ex
 
 def export(model_dir: Path, out: Path, examples: Sequence[Example], config: ExportConfig = ExportConfig()) -> dict:
     """Write the export folder ``out`` for the model folder ``model_dir``; return its manifest."""
-    config.check()
+    check_settings(config)
     if not examples:
         raise AvatarError("the parity check needs at least one example")
     task = saved_task(model_dir)
@@ -177,7 +178,7 @@ def export(model_dir: Path, out: Path, examples: Sequence[Example], config: Expo
             read_manifest(out)
         except AvatarError:
             raise AvatarError("output folder holds an avatar.json that is not an Avatar export; choose another --out", out) from None
-    with atomic_dir(out, mark=MANIFEST) as tmp:
+    with atomic_dir(out, kind="export") as tmp:
         backend = tokenizer.backend_tokenizer
         backend.no_truncation()  # the runtime sets its own; the saved file must not carry a call's settings
         backend.no_padding()

@@ -24,7 +24,7 @@ from avatar._io import write_json_atomic, write_text_atomic
 from avatar.config import CompressConfig, to_toml
 from avatar.engine import STAGES, Run, Stage
 from avatar.errors import AvatarError
-from avatar.settings import DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings
+from avatar.settings import DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings, check_settings
 from avatar.space import Space
 from avatar.tasks import Task, TaskData, fingerprint
 from avatar.teacher import data_fingerprints
@@ -210,7 +210,7 @@ def choose_stage(run: Run, pareto: Stage, prefer: str) -> Stage:
 def search_stages(run: Run, task: Task, space: Space, settings: SearchSettings, data_dir: Path | None, data_seed: int,
                   soft_labels: Path, space_done: Stage | None = None) -> dict[str, Stage]:
     """Space (unless ``space_done``) -> indicator -> latency model -> search -> choice, each skipped when done."""
-    settings.check()
+    check_settings(settings)
     stages = {"space": space_done or space_stage(run, task, space, settings)}
     stages["indicator"] = indicator_stage(run, task, space, settings, stages["space"].key, data_dir, data_seed, soft_labels)
     speed = latency_stage(run, task, space, settings, stages["space"].key) if settings.objective == "latency" else None
@@ -309,21 +309,19 @@ def compress(config: CompressConfig, out: Path, progress: Progress | None = None
     """Every stage of ``avatar compress`` in ``out``; ``config`` is checked (``avatar.config.resolve`` checks it)."""
     run = Run(out, on_start, on_end)
     fresh = not run.root.exists()
-    if not fresh and any(run.root.iterdir()) and not ((run.root / "config.toml").is_file() or (run.root / STAGES).is_dir()):
-        raise AvatarError("output folder is not empty and is not an Avatar run directory; choose another --out", run.root)
-    try:
-        return CompressRun(run.root, config, _compress(run, config, progress))
-    except AvatarError:
-        if fresh and not (run.root / STAGES).is_dir():  # failed before finishing anything: leave nothing behind
-            shutil.rmtree(run.root, ignore_errors=True)
-        raise
+    with run.writing():  # a second writer is refused here, before anything is touched
+        try:
+            return CompressRun(run.root, config, _compress(run, config, progress))
+        except AvatarError:
+            if fresh and not (run.root / STAGES).is_dir():  # this run made the folder and finished nothing in it
+                shutil.rmtree(run.root, ignore_errors=True)
+            raise
 
 
 def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> dict[str, Stage]:
     from avatar.modeling import check_model_folder, resolve_source
     from avatar.tasks import get_task
 
-    run.clear_leftovers()
     task = get_task(config.task)
     data_dir = None if config.data is None else Path(config.data)
     data = task.load(data_dir, seed=config.seed)

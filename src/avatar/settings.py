@@ -7,7 +7,8 @@ classes, by field name) and names the presets that change some of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 
 from avatar.errors import AvatarError
 
@@ -117,7 +118,7 @@ class SearchSettings:
                              patience=None, seed=self.seed)
 
     def check(self) -> None:
-        """Every setting checked before any work starts (the search distils candidates for a long time)."""
+        """The choices checked (numbers: ``check_settings``), before any work starts (the search is long)."""
         from avatar.search import ALGORITHMS
 
         choices = {"objective": SPEED_OBJECTIVES, "algorithm": tuple(ALGORITHMS), "prefer": PREFERENCES, "executor": EXECUTORS,
@@ -125,12 +126,6 @@ class SearchSettings:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise AvatarError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.samples < 3:
-            raise AvatarError(f"the indicator needs at least 3 samples, got {self.samples}")
-        if self.objective == "latency" and self.latency_architectures < 3:
-            raise AvatarError(f"the latency model needs at least 3 timed architectures, got {self.latency_architectures}")
-        if not (0 < self.budget_mb <= 1e6) or (self.max_gflops is not None and not 0 < self.max_gflops < 1e9):
-            raise AvatarError(f"budget must be a positive number of MB up to 1e6 (got {self.budget_mb}) and a GFLOPs cap positive")
 
 
 # reference architectures a run can measure beside its teacher and student, with random weights: their costs do
@@ -165,10 +160,46 @@ class ExportConfig:
     min_agreement: float = 0.95  # int8: smallest allowed share of examples predicted the same as PyTorch
     external_data_mb: float = 1024.0  # weights above this go to a side file (protobuf files stop at 2 GB)
 
-    def check(self) -> None:
-        if self.parity_examples < 1:
-            raise AvatarError(f"parity_examples must be at least 1, got {self.parity_examples}")
-        if not 0 <= self.max_prob_diff <= 1:
-            raise AvatarError(f"max_prob_diff must be in [0, 1], got {self.max_prob_diff}")
-        if not 0 <= self.min_agreement <= 1:
-            raise AvatarError(f"min_agreement must be in [0, 1], got {self.min_agreement}")
+
+# The allowed range of every numeric setting, by name: a name means the same quantity in every section (the
+# epochs of fine-tuning and of distillation, ...). Bounds are generous; they catch typos and values that would
+# fail a later stage or overflow, before any work starts.
+RANGES = {
+    "epochs": (1, 10_000), "sample_epochs": (1, 10_000), "learning_rate": (1e-9, 1.0), "weight_decay": (0.0, 1.0),
+    "warmup_ratio": (0.0, 1.0), "max_grad_norm": (1e-6, 1e6), "evals_per_epoch": (1, 1_000), "patience": (1, 10_000),
+    "batch_size": (1, 65_536), "micro_batch_size": (1, 65_536), "eval_batch_size": (1, 65_536), "throughput_batch": (1, 65_536),
+    "seed": (0, 2**32 - 1), "max_length": (1, 100_000), "flow_length": (1, 100_000), "temperature": (1e-3, 1e3),
+    "alpha": (0.0, 1e3), "memory_mb": (1, 10**7), "limit": (1, 10**9), "eval_limit": (1, 10**9),
+    "sample_limit": (1, 10**9), "sample_eval_limit": (1, 10**9), "budget_mb": (1e-6, 1e6), "max_gflops": (1e-9, 1e9),
+    "min_head_dim": (1, 4_096), "samples": (3, 100_000), "latency_architectures": (3, 10_000), "population": (2, 100_000),
+    "generations": (1, 100_000), "workers": (1, 4_096), "threads": (1, 4_096), "runs": (1, 10**6), "warmup": (0, 10**6),
+    "throughput_examples": (1, 10**7), "energy_rounds": (1, 10_000), "energy_examples": (1, 10**6),
+    "parity_examples": (1, 10**7), "max_prob_diff": (0.0, 1.0), "min_agreement": (0.0, 1.0), "external_data_mb": (0.0, 1e6),
+}
+
+
+def _number(bound: int | float) -> str:
+    return f"{bound:,}" if isinstance(bound, int) else f"{bound:g}"
+
+
+def check_settings(settings, section: str | None = None) -> None:
+    """Every numeric setting finite and in its range, then the class's own checks (``check()``), before any work.
+
+    An error carries ``setting`` (section, name), so that a TOML file's error can name its line.
+    """
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        low, high = RANGES[f.name]
+        where = f.name if section is None else f"{section}.{f.name}"
+        if not math.isfinite(value) or not low <= value <= high:
+            finite = "a finite number " if not math.isfinite(value) else ""
+            error = AvatarError(f"{where} must be {finite}between {_number(low)} and {_number(high)}, got {value}")
+            error.setting = (section, f.name)
+            raise error
+    if hasattr(settings, "check"):
+        try:
+            settings.check()
+        except AvatarError as e:
+            raise AvatarError(e.message if section is None else f"{section}: {e.message}") from None

@@ -13,7 +13,7 @@ from rich.progress import Progress
 from avatar._io import METRICS, atomic_dir, check_replaceable, write_json_atomic
 from avatar.errors import AvatarError
 from avatar.modeling import MAX_LENGTH_KEY, TRAIN_IDS, load_pretrained, save_classifier
-from avatar.settings import FinetuneConfig
+from avatar.settings import FinetuneConfig, check_settings
 from avatar.student import POSITION_OFFSET
 from avatar.tasks import Task, TaskData, fingerprint, limit_examples
 from avatar.graphcodebert import FLOW_LENGTH_KEY, MODEL_TYPE_KEY
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, progress: Progress | None = None) -> dict:
     """Fine-tune, keep the best checkpoint by validation score, write it with ``metrics.json``; return the metrics."""
-    config.check()
+    check_settings(config)
     check_replaceable(out_dir)
     seed = config.seed
     max_length, flow = config.lengths(task.name)
