@@ -106,8 +106,8 @@ def test_hub_id_that_cannot_be_fetched_is_a_clear_error(tmp_path, defect_data):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: cannot download 'microsoft/codebert-base' from the Hugging Face hub (offline or unknown id); "
-        "pass a local model folder or 'minilm'"
+        "error: 'microsoft/codebert-base' is not a local folder, 'minilm' or a cached model, and the Hugging Face hub "
+        "cannot be reached (offline?): pass a local model folder or 'minilm'"
     ]
     assert not (tmp_path / "t").exists()
 
@@ -208,3 +208,18 @@ def test_scan_never_replaces_a_fifo_with_its_report(tmp_path, capsys, monkeypatc
     args = ["scan", str(tmp_path / "a.c"), "--model", str(exports["defect"]), "--format", "sarif", "-o", str(fifo)]
     assert _run(args, monkeypatch) == 2
     assert "not a regular file" in capsys.readouterr().err and fifo.is_fifo()
+
+
+def test_an_unknown_teacher_offline_fails_at_once_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import time
+
+    import avatar.modeling as modeling
+
+    probes = []
+    monkeypatch.setattr(modeling, "_hub_reachable", lambda: probes.append(1) or False)  # this machine, offline
+    start = time.perf_counter()
+    assert _run(["compress", "--teacher", "nosuchteacher", "--out", str(tmp_path / "run")], monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: 'nosuchteacher' is not a local folder, 'minilm' or a cached model, and the Hugging Face hub "
+                   "cannot be reached (offline?): pass a local model folder or 'minilm'")
+    assert probes == [1] and time.perf_counter() - start < 30 and not (tmp_path / "run").exists()

@@ -70,9 +70,19 @@ def test_wrong_task_and_broken_folders(tmp_path, tiny_encoder):
         load_classifier(tmp_path, task)
 
 
-def test_resolve_source(tmp_path, tiny_encoder):
+def test_resolve_source(tmp_path, tiny_encoder, monkeypatch):
+    import huggingface_hub
+
+    import avatar.modeling as modeling
+
     assert resolve_source(str(tiny_encoder)) == str(tiny_encoder)
-    assert resolve_source("microsoft/codebert-base") == "microsoft/codebert-base"  # a hub id, tried as such
+    monkeypatch.setattr(modeling, "_hub_reachable", lambda: True)
+    assert resolve_source("microsoft/codebert-base") == "microsoft/codebert-base"  # a hub id, fetched as such
+    monkeypatch.setattr(modeling, "_hub_reachable", lambda: False)
+    with pytest.raises(AvatarError, match="cannot be reached"):
+        resolve_source("microsoft/codebert-base")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda name, local_files_only: str(tiny_encoder))
+    assert resolve_source("microsoft/codebert-base") == str(tiny_encoder)  # cached: offline is fine
     with pytest.raises(AvatarError, match="model folder not found"):
         resolve_source("./no/such/model")
     with pytest.raises(AvatarError, match="not a model folder"):

@@ -1,9 +1,11 @@
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -230,3 +232,60 @@ def test_one_writer_per_run_folder_and_the_lock_dies_with_its_holder(tmp_path):
         holder.wait()
     with Run(run).writing() as r:
         assert r.held and not (run / ".x.json.1.tmp").exists()  # the dead run's leftovers go
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Live (not zombie) processes of a session: what a killed command may have left behind."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session, ...
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_ctrl_c_and_kill_during_the_indicator_stage_leave_nothing_behind(tmp_path, tiny_encoder, defect_data):
+    run = tmp_path / "run"
+    toml = tiny_compress_toml(tmp_path / "c.toml", defect_data, tiny_encoder, samples=8)
+    toml.write_text(toml.read_text().replace("workers = 1", "workers = 2"))
+    cmd = [sys.executable, "-c", "from avatar.cli import main; main()", "compress", "--config", str(toml), "--out", str(run)]
+    env = {**os.environ, "AVATAR_CACHE_DIR": str(tmp_path / "cache")}
+    candidates = run / "indicator" / "candidates"
+
+    def start_and_wait_for(n: int) -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while not (candidates.is_dir() and len(list(candidates.glob("*.json"))) >= n):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+            time.sleep(0.02)
+        return proc
+
+    # Ctrl-C, as a terminal sends it: to the whole process group
+    proc = start_and_wait_for(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert lines[-1].startswith("interrupted: finished stages and candidates are kept")
+    kept = {p: p.read_text() for p in candidates.glob("*.json")}
+    assert kept and all(json.loads(text) for text in kept.values())  # whole, and kept
+    time.sleep(1)
+    assert _session_processes(proc.pid) == []
+
+    # kill -9 of the command alone: its workers notice and die too
+    proc = start_and_wait_for(len(kept) + 1)
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while _session_processes(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _session_processes(proc.pid) == [], "a process outlived the killed compress"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert all(p.read_text() == text for p, text in kept.items())  # what was finished is untouched

@@ -149,5 +149,18 @@ def test_unknown_task():
 
 def test_binary_file_is_a_clear_error(defect_data):
     (defect_data / "valid.jsonl").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(AvatarError, match=r"valid.jsonl: not UTF-8 text"):
+    with pytest.raises(AvatarError, match=r"valid.jsonl:1: not UTF-8 text at column 1"):
         get_task("defect").load(defect_data)
+
+
+def test_a_byte_that_is_not_utf8_is_reported_at_its_line_and_column(defect_data, tmp_path):
+    from avatar.config import load_config
+
+    lines = (defect_data / "valid.jsonl").read_bytes().splitlines(keepends=True)
+    lines[6] = b'{"func": "int f() { return 0; } \xe9", "target": 0}\n'
+    (defect_data / "valid.jsonl").write_bytes(b"".join(lines))
+    with pytest.raises(AvatarError, match=r"valid.jsonl:7: not UTF-8 text at column 33 \(invalid continuation byte\)"):
+        get_task("defect").load(defect_data)
+    (tmp_path / "c.toml").write_bytes(b'task = "defect"\n\n[search]\nsamples = 5 # caf\xe9\n')
+    with pytest.raises(AvatarError, match=r"c.toml:4: not UTF-8 text at column 18"):
+        load_config(tmp_path / "c.toml")

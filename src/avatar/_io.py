@@ -32,6 +32,17 @@ def _check_file_target(path: Path) -> None:
         raise AvatarError("output exists and is not a regular file; give a file name", path)
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's contents; bytes that are not UTF-8 are reported with their line and column."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise AvatarError(f"not UTF-8 text at column {column} ({e.reason})", path, line) from None
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
     path = Path(path)

@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
+from avatar._io import read_text
 from avatar.errors import AvatarError
 from avatar.settings import (
     ARCHITECTURES, BUDGET_MB, MINILM, SEED, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings,
@@ -143,11 +144,11 @@ def _apply(obj, values: dict, text: str, path: Path | None, table: str | None):
 
 def _read_toml(path: Path) -> tuple[dict, str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         return tomllib.loads(text), text
     except FileNotFoundError:
         raise AvatarError("config file not found", path) from None
-    except (OSError, UnicodeError) as e:
+    except OSError as e:
         raise AvatarError(f"cannot read config file ({e.__class__.__name__})", path) from None
     except tomllib.TOMLDecodeError as e:
         line = re.search(r"line (\d+)", str(e))

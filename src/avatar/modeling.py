@@ -120,7 +120,34 @@ def resolve_source(name_or_path: str) -> str:
         return str(path)
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise AvatarError("model folder not found", path)
-    return name_or_path  # a hub id such as microsoft/codebert-base
+    # a hub id such as microsoft/codebert-base: the cached copy when there is one, so nothing goes out
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name_or_path, local_files_only=True)
+    except Exception:  # not cached (or a half-finished download): it must come from the hub
+        pass
+    if not _hub_reachable():
+        raise AvatarError(f"{name_or_path!r} is not a local folder, 'minilm' or a cached model, and the Hugging Face hub "
+                          "cannot be reached (offline?): pass a local model folder or 'minilm'")
+    return name_or_path
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick connection to the hub, instead of a download's minute of retries and warnings when offline."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _from_pretrained(loader, source: str, **kwargs):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar._io import read_text
 from avatar.errors import AvatarError
 from avatar.student import ACTIVATIONS, POSITION_EMBEDDINGS, TOKENIZERS, StudentConfig
 
@@ -157,11 +158,11 @@ class Space:
         """The paper's space with the overrides of a TOML or JSON file (a ``[space]`` table, or top level)."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path)
             raw = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
         except FileNotFoundError:
             raise AvatarError("space file not found", path) from None
-        except (OSError, UnicodeError) as e:
+        except OSError as e:
             raise AvatarError(f"cannot read space file ({e.__class__.__name__})", path) from None
         except tomllib.TOMLDecodeError as e:
             raise AvatarError(f"malformed TOML ({e})", path) from None

@@ -94,13 +94,14 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers."""
     if not path.is_file():
         raise AvatarError("missing file", path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            for lineno, raw in enumerate(f, start=1):
-                if raw.strip():
-                    yield lineno, raw
-    except UnicodeDecodeError as e:
-        raise AvatarError(f"not UTF-8 text ({e.reason} at byte {e.start})", path) from None
+    with open(path, "rb") as f:  # line by line, so that a byte that is not UTF-8 is reported where it is
+        for lineno, data in enumerate(f, start=1):
+            try:
+                raw = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise AvatarError(f"not UTF-8 text at column {e.start + 1} ({e.reason})", path, lineno) from None
+            if raw.strip():
+                yield lineno, raw
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
