@@ -52,8 +52,9 @@ def _run(args, monkeypatch):
 def test_user_errors_are_one_line_exit_2_nothing_written(tmp_path, defect_data, capsys, monkeypatch, args, message):
     args = [a.replace("DATA", str(defect_data)).replace("OUT", str(tmp_path / "out")) for a in args]
     assert _run(args, monkeypatch) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, repr(err)  # one line, nothing (not even a blank line) before it
+    assert message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 
@@ -223,3 +224,11 @@ def test_an_unknown_teacher_offline_fails_at_once_and_writes_nothing(tmp_path, c
     assert err == ("error: 'nosuchteacher' is not a local folder, 'minilm' or a cached model, and the Hugging Face hub "
                    "cannot be reached (offline?): pass a local model folder or 'minilm'")
     assert probes == [1] and time.perf_counter() - start < 30 and not (tmp_path / "run").exists()
+
+
+def test_an_error_inside_a_stage_is_the_only_line_on_stderr(tmp_path):
+    env = {**os.environ, "AVATAR_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", "from avatar.cli import main; main()", "compress", "--budget-mb", "0.001",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: no configuration fits") and proc.stderr.count("\n") == 1, repr(proc.stderr)

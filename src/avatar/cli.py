@@ -61,6 +61,7 @@ def _progress(transient: bool = False):
         TimeRemainingColumn(),
         console=err_console,
         transient=transient,
+        disable=not err_console.is_terminal,  # bars are for a person watching; in a log they would only leave blank lines
     ) as progress:
         yield progress
 
