@@ -70,3 +70,15 @@ def test_atomic_writes_never_rename_over_a_device_or_fifo(tmp_path):
     with pytest.raises(AvatarError, match="not a regular file"):
         write_json_atomic(fifo, {"k": 1})
     assert fifo.is_fifo() and [p.name for p in tmp_path.iterdir()] == ["pipe"]
+
+
+def test_an_error_inside_an_atomic_write_names_the_users_path(tmp_path):
+    from avatar._io import user_path
+
+    target = tmp_path / "student"
+    with pytest.raises(OSError) as e, atomic_dir(target) as tmp:
+        (tmp / "missing-folder" / "model.safetensors").write_text("x")  # what a failed save raises
+    assert ".tmp" in e.value.filename
+    assert user_path(e.value.filename) == str(target / "missing-folder" / "model.safetensors")
+    assert user_path("/data/run/.config.toml.k3j_9x2a.tmp") == "/data/run/config.toml"
+    assert user_path("/data/.hidden/notes.txt") == "/data/.hidden/notes.txt"  # a real dot-name is left alone

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -41,6 +42,15 @@ def read_text(path: Path) -> str:
         line = data.count(b"\n", 0, e.start) + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise AvatarError(f"not UTF-8 text at column {column} ({e.reason})", path, line) from None
+
+
+def user_path(path: str | os.PathLike) -> str:
+    """The path the user named for a path inside an atomic write's temporary file or folder (``.NAME.xxxx.tmp``
+    beside NAME), so that an error says where the user's output was going, not where it was being made."""
+    return str(Path(*(_TEMP.sub(r"\1", part) for part in Path(path).parts))) if str(path) else str(path)
+
+
+_TEMP = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")  # tempfile's random part is 8 characters
 
 
 def write_text_atomic(path: Path, text: str) -> None:

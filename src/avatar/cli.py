@@ -624,7 +624,9 @@ def main() -> None:
             raise
         _training_install_error(e)
     except OSError as e:  # the machine refused: a path that is a folder, no permission, a full disk
-        where = f"{e.filename}: " if e.filename else ""
+        from avatar._io import user_path
+
+        where = f"{user_path(e.filename)}: " if e.filename else ""
         err_console.print(f"[red]error:[/red] {escape(where + (e.strerror or str(e)))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
