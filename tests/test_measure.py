@@ -37,8 +37,14 @@ def test_measure_reports_every_field(model_dir, defect_data):
     data = task.load(defect_data)
     subject = load_subject(str(model_dir), task, data.test, data.test[:4])
     (result,) = measure([subject], task, FAST, meter=CountingMeter())
-    assert set(result["test"]) == {"accuracy", "precision", "recall", "f1", "roc_auc", "examples"}
-    assert result["test"]["examples"] == len(data.test)
+    assert set(result["test"]) == {"accuracy", "precision", "recall", "f1", "roc_auc", "examples", "interval95",
+                                   "majority_baseline", "correct"}
+    assert result["test"]["examples"] == len(data.test) == len(result["test"]["correct"])
+    assert sum(result["test"]["correct"]) == round(result["test"]["accuracy"] * len(data.test))
+    for name, (lo, hi) in result["test"]["interval95"].items():
+        assert lo <= result["test"][name] <= hi
+    labels = [ex.label for ex in data.test]
+    assert result["test"]["majority_baseline"]["accuracy"] == max(labels.count(0), labels.count(1)) / len(labels)
     assert result["parameters"] == sum(p.numel() for p in subject.model.parameters())
     assert result["size_bytes"] == 4 * result["parameters"]  # fp32 weights, comparable with architectures
     assert result["disk_bytes"] == sum(p.stat().st_size for p in model_dir.iterdir())

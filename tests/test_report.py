@@ -9,7 +9,8 @@ from avatar.report import headline, ratio_lines, write_report
 def _result(role, params, ms, joules, acc):
     return {
         "role": role, "model": role, "parameters": params, "size_mb": 4 * params / 2**20, "size_bytes": 4 * params,
-        "test": None if acc is None else {"accuracy": acc}, "latency_ms": {"median": ms, "p90": ms, "runs": 5, "threads": 2},
+        "test": None if acc is None else {"accuracy": acc, "interval95": {"accuracy": [acc - 0.02, acc + 0.02]},
+                                          "majority_baseline": {"accuracy": 0.54}}, "latency_ms": {"median": ms, "p90": ms, "runs": 5, "threads": 2},
         "throughput": {"examples_per_second": 1000 / ms}, "energy": {"method": "estimate", "joules_per_example": joules},
         "carbon": {"grams_per_1000_examples": joules * 0.1, "g_per_kwh": 475, "region": "world", "source": "test"},
     }
@@ -19,7 +20,8 @@ METRICS = {
     "task": "defect", "main_metric": "accuracy",
     "results": [_result("teacher", 22_700_000, 50.0, 2.0, 0.57), _result("student", 750_000, 5.0, 0.1, 0.56),
                 _result("codebert-base", 125_000_000, 500.0, 20.0, None)],
-    "student_vs_teacher": {"size_x": 30.3, "latency_x": 10.0, "energy_x": 20.0, "energy_method": "estimate", "score_difference": -0.01},
+    "student_vs_teacher": {"size_x": 30.3, "latency_x": 10.0, "energy_x": 20.0, "energy_method": "estimate", "score_difference": -0.01,
+                           "mcnemar": {"only_first_right": 30, "only_second_right": 25, "p_value": 0.59}},
     "student_vs_architectures": {"codebert-base": {"size_x": 166.7, "latency_x": 100.0, "energy_x": 200.0, "energy_method": "estimate"}},
 }
 
@@ -28,10 +30,12 @@ def test_headline_table_and_ratio_lines_carry_the_energy_method():
     columns, rows = headline(METRICS)
     assert columns == ["", "teacher", "student", "codebert-base (random weights)"]
     table = {r[0]: r[1:] for r in rows}
-    assert table["test accuracy"] == ["0.5700", "0.5600", "n/a"]
+    assert table["test accuracy [95 % interval]"] == ["0.5700 [0.550, 0.590]", "0.5600 [0.540, 0.580]", "n/a"]
+    assert table["majority-class accuracy"] == ["0.5400", "0.5400", "n/a"]
     assert all("(estimate)" in cell for cell in table["energy J/example"] + table["gCO2e / 1000 examples"])
     lines = ratio_lines(METRICS)
-    assert lines[0] == "student vs the teacher: 30.3x smaller, 10.0x faster, 20.0x less energy (estimate); accuracy -0.0100"
+    assert lines[0] == ("student vs the teacher: 30.3x smaller, 10.0x faster, 20.0x less energy (estimate); accuracy -0.0100 "
+                        "(McNemar p = 0.59 on the same test examples)")
     assert lines[1].startswith("student vs codebert-base: 166.7x smaller")
 
 

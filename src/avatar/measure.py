@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from transformers import RobertaConfig
 
-from avatar.cost import weights_mb
+from avatar.cost import FP32_BYTES, weights_mb
 from avatar.energy import J_PER_KWH, EnergyMeter, carbon_intensity, pick_meter
 from avatar.errors import AvatarError
 from avatar.modeling import Classifier, build_from_config, load_classifier
 from avatar.settings import ARCHITECTURES, MeasureConfig
 from avatar.tasks import Example, Task
-from avatar.trainer import Encoded, collate, encode_for, predict_logits, score
+from avatar.trainer import Encoded, collate, encode_for, predict_logits
 
 ARCH_PREFIX = "arch:"
 ARCH_TOKENS = 400  # tokens per function fed to an architecture-only model (CodeXGLUE's CodeBERT block size)
@@ -126,14 +126,14 @@ def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: Ener
     for k, s in enumerate(subjects):
         t = sorted(times[k])
         j = statistics.median(joules[k])
-        scores = None if s.test is None else {**score(task, s.model, s.test), "examples": len(s.test)}
+        scores = None if s.test is None else _test_scores(task, s)
         kwh_1k = j * 1000 / J_PER_KWH
         results.append({
             "model": s.name,
             "task": task.name,
             "test": scores,
             "parameters": s.parameters,
-            "size_bytes": 4 * s.parameters,  # fp32 weights: the size compared, for folders and architectures alike
+            "size_bytes": FP32_BYTES * s.parameters,  # fp32 weights: the size compared, for folders and architectures alike
             "size_mb": round(weights_mb(s.parameters), 3),
             "disk_bytes": s.disk_bytes,
             "latency_ms": {
@@ -161,6 +161,23 @@ def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: Ener
     return results
 
 
+def _test_scores(task: Task, s: Subject) -> dict:
+    """Test scores with their 95 % bootstrap intervals and the majority-class baseline; the per-example
+    correctness is kept for the paired test between subjects."""
+    from avatar.stats import bootstrap_intervals, majority_baseline
+
+    logits = predict_logits(s.model, s.test)
+    preds, margin = logits.argmax(axis=1), logits[:, 1] - logits[:, 0]  # the margin ranks as P(class 1) does
+    labels = s.test.labels
+    return {
+        **task.metrics(labels.tolist(), preds.tolist(), margin.tolist()),
+        "examples": len(s.test),
+        "interval95": bootstrap_intervals(task, labels, preds, margin),
+        "majority_baseline": majority_baseline(task, labels),
+        "correct": (preds == labels).astype(int).tolist(),
+    }
+
+
 def ratios(reference: dict, other: dict, main_metric: str) -> dict:
     """How much smaller, faster and frugal ``other`` is than ``reference``, and the score it gives up."""
 
@@ -175,4 +192,9 @@ def ratios(reference: dict, other: dict, main_metric: str) -> dict:
     }
     if reference["test"] and other["test"]:
         out["score_difference"] = other["test"][main_metric] - reference["test"][main_metric]
+        a, b = reference["test"].get("correct"), other["test"].get("correct")
+        if a is not None and b is not None and len(a) == len(b):  # the same test examples, in order
+            from avatar.stats import mcnemar
+
+            out["mcnemar"] = mcnemar(a, b)
     return out

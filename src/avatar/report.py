@@ -49,8 +49,16 @@ def headline(metrics: dict) -> tuple[list[str], list[list[str]]]:
     def row(label: str, fn) -> list[str]:
         return [label, *(fn(r) for r in results)]
 
+    def scored(r: dict) -> str:
+        if r["test"] is None:
+            return "n/a"
+        lo_hi = r["test"].get("interval95", {}).get(main)
+        return f"{r['test'][main]:.4f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
+
     rows = [
-        row(f"test {main}", lambda r: "n/a" if r["test"] is None else f"{r['test'][main]:.4f}"),
+        row(f"test {main} [95 % interval]", scored),
+        row(f"majority-class {main}", lambda r: "n/a" if r["test"] is None or "majority_baseline" not in r["test"]
+            else f"{r['test']['majority_baseline'][main]:.4f}"),
         row("parameters", lambda r: f"{r['parameters']:,}"),
         row("size MB (fp32 weights)", lambda r: f"{r['size_mb']:.2f}"),
         row("latency ms p50 (batch 1)", lambda r: f"{r['latency_ms']['median']:.2f}"),
@@ -72,6 +80,8 @@ def ratio_lines(metrics: dict) -> list[str]:
     lines = []
     for ref, q in [("the teacher", metrics["student_vs_teacher"]), *metrics["student_vs_architectures"].items()]:
         diff = f"; {metrics['main_metric']} {q['score_difference']:+.4f}" if "score_difference" in q else ""
+        if "mcnemar" in q:  # whether the two err on different examples more than chance would
+            diff += f" (McNemar p = {q['mcnemar']['p_value']:.3g} on the same test examples)"
         lines.append(f"student vs {ref}: {ratio_sentence(q)}{diff}")
     return lines
 
