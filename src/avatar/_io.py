@@ -44,13 +44,13 @@ def read_text(path: Path) -> str:
         raise AvatarError(f"not UTF-8 text at column {column} ({e.reason})", path, line) from None
 
 
+_TEMP = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")  # an atomic write's temporary name: tempfile's random part is 8 characters
+
+
 def user_path(path: str | os.PathLike) -> str:
     """The path the user named for a path inside an atomic write's temporary file or folder (``.NAME.xxxx.tmp``
     beside NAME), so that an error says where the user's output was going, not where it was being made."""
-    return str(Path(*(_TEMP.sub(r"\1", part) for part in Path(path).parts))) if str(path) else str(path)
-
-
-_TEMP = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")  # tempfile's random part is 8 characters
+    return str(Path(*(_TEMP.sub(r"\1", part) for part in Path(path).parts)))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -97,13 +97,12 @@ KIND = ".avatar-kind"  # in every folder Avatar makes: what it is ("model", "exp
 def folder_kind(path: Path) -> str | None:
     """What Avatar made in ``path``: its marker, or for folders made before markers, the files they hold."""
     path = Path(path)
-    try:
+    if (path / KIND).is_file():
         return (path / KIND).read_text().strip()
-    except OSError:
-        pass
+    from avatar.engine import STAGES  # imported here: both import this module
     from avatar.runtime.model import MANIFEST
 
-    if (path / "config.toml").is_file() or (path / "stages").is_dir():
+    if (path / "config.toml").is_file() or (path / STAGES).is_dir():
         return "run"
     if (path / MANIFEST).is_file():
         return "export"

@@ -7,6 +7,7 @@ encode each function on its own and classify the two first-token vectors, as Cod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -123,10 +124,8 @@ def resolve_source(name_or_path: str) -> str:
     # a hub id such as microsoft/codebert-base: the cached copy when there is one, so nothing goes out
     from huggingface_hub import snapshot_download
 
-    try:
+    with contextlib.suppress(Exception):  # not cached (or a half-finished download): it must come from the hub
         return snapshot_download(name_or_path, local_files_only=True)
-    except Exception:  # not cached (or a half-finished download): it must come from the hub
-        pass
     if not _hub_reachable():
         raise AvatarError(f"{name_or_path!r} is not a local folder, 'minilm' or a cached model, and the Hugging Face hub "
                           "cannot be reached (offline?): pass a local model folder or 'minilm'")

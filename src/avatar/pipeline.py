@@ -296,14 +296,6 @@ class CompressRun:
         """Teacher, student and reference architectures measured side by side (``metrics.json``)."""
         return json.loads((self.root / "metrics.json").read_text())
 
-    @property
-    def student_dir(self) -> Path:
-        return self.root / "student"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report.md"
-
 
 def compress(config: CompressConfig, out: Path, progress: Progress | None = None, on_start=None, on_end=None) -> CompressRun:
     """Every stage of ``avatar compress`` in ``out``; ``config`` is checked (``avatar.config.resolve`` checks it)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avatar.errors import AvatarError
-from avatar.runtime.parsers import LANGUAGES, parser
+from avatar.runtime.parsers import parser
 
 CPP_EXTENSIONS = (".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx", ".h++")
 EXTENSIONS = {"c": (".c", ".h", *CPP_EXTENSIONS), "java": (".java",)}  # by what the user asks for: C/C++, or Java
