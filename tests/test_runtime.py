@@ -180,3 +180,26 @@ def test_a_training_command_without_the_training_install_says_so(tmp_path):
     assert "needs the training install (missing " in out.stderr and "'avatar-distill[train]'" in out.stderr
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+DEVIGN_STYLE = "static int add(int a, int b)\r\n\r\n{\r\n\r\n    int s = a + b;   \r\n\r\n\r\n    return s;\r\n\r\n}\r\n\r\n"
+PLAIN = "static int add(int a, int b)\n{\n    int s = a + b;\n    return s;\n}\n"
+
+
+def test_a_devign_style_function_and_the_same_without_blank_lines_read_the_same(exports, tmp_path):
+    from avatar.runtime.text import normalize_code
+    from avatar.tasks import get_task
+
+    assert normalize_code(DEVIGN_STYLE) == normalize_code(PLAIN) == normalize_code(normalize_code(PLAIN))
+    assert normalize_code(PLAIN).splitlines()[2] == "    int s = a + b;"  # indentation kept
+    model = ExportedModel(exports["defect"], "fp32")
+    assert model.encode([DEVIGN_STYLE]) == model.encode([PLAIN])  # what avatar scan reads
+    # training, labelling and the parity check read examples as the task loads them: the same text
+    data = tmp_path / "data"
+    data.mkdir()
+    for k, split in enumerate(("train", "valid", "test")):
+        rows = [{"func": f, "target": i % 2, "idx": 10 * k + i} for i, f in enumerate([DEVIGN_STYLE, PLAIN] * 4)]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = get_task("defect").load(data)
+    texts = {ex.texts[0] for split in ("labelled", "unlabelled", "valid", "test") for ex in loaded.split(split)}
+    assert texts == {normalize_code(PLAIN)}

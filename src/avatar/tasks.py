@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from avatar.errors import AvatarError
+from avatar.runtime.text import normalize_code
 from avatar.settings import SEED
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
@@ -211,7 +212,7 @@ class DefectTask(Task):
             func = _require(obj, "func", str, path, lineno)
             label = _check_label(_require(obj, "target", int, path, lineno), path, lineno, "target")
             ex_id = str(obj["idx"]) if "idx" in obj else f"{path.stem}:{lineno}"
-            yield lineno, Example(ex_id, (func,), label)
+            yield lineno, Example(ex_id, (normalize_code(func),), label)
 
 
 class CloneTask(Task):
@@ -236,7 +237,7 @@ class CloneTask(Task):
             if idx in first_line:
                 raise AvatarError(f"duplicate idx {idx!r} (first at line {first_line[idx]})", path, lineno)
             first_line[idx] = lineno
-            functions[idx] = func
+            functions[idx] = normalize_code(func)
         if not functions:
             raise AvatarError("no functions", path)
         self._functions = functions

@@ -27,6 +27,7 @@ import numpy as np
 
 from avatar._io import sha256_file
 from avatar.errors import AvatarError
+from avatar.runtime.text import normalize_code
 
 MANIFEST = "avatar.json"
 TOKENIZER = "tokenizer.json"
@@ -153,8 +154,9 @@ class ExportedModel:
                 raise AvatarError(f"cannot load ONNX model: {_first_line(e)}", path) from None
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text, special tokens included, truncated to the model's length."""
-        return [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]
+        """Token ids of each text (whitespace normalised as in training), special tokens included, truncated to
+        the model's length."""
+        return [enc.ids for enc in self.tokenizer.encode_batch([normalize_code(t) for t in texts])]
 
     def _batches(self, tokens: list[list[int]], batch_size: int) -> Iterator[_Batch]:
         """Sequences grouped by length (little compute goes to padding), padded per batch."""
