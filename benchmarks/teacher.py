@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import sys
 import time
@@ -28,9 +29,12 @@ from avatar.teacher import finetune
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 
-# CPU budget (2 cores, about 8 training examples/s for MiniLM at 256 tokens): subsets, 2 epochs, 256 tokens.
+# CPU budget (2 cores, about 3 training examples/s for MiniLM at 256 tokens). Devign: the whole labelled half
+# (10,927 functions, about 65 min an epoch), 2 epochs, resumable from the end-of-epoch checkpoint (run the same
+# command again after a kill); BigCloneBench: a subset (its CodeBERT teacher's predictions exist, see
+# benchmarks/paper_table.py).
 SETTINGS = {
-    "defect": {"data": "devign", "train": 3000, "valid": 1000, "test": None, "epochs": 2},
+    "defect": {"data": "devign", "train": None, "valid": None, "test": None, "epochs": 2},
     "clone": {"data": "bigclonebench", "train": 1000, "valid": 400, "test": 2000, "epochs": 1},
 }
 COMMON = {"model": "minilm", "max_length": 256, "lr": 5e-5, "batch_size": 16, "seed": 42}
@@ -105,6 +109,7 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--models-out", type=Path, default=HERE / "out" / "teacher")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -91,3 +91,42 @@ def test_micro_batches_give_the_same_gradient_as_whole_batches(tmp_path, tiny_en
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
     assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-4) for n in grads[0])
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_result(tmp_path, tiny_encoder):
+    from avatar.trainer import TRAINER_STATE, Checkpoint
+
+    cfg = TrainConfig(epochs=3, learning_rate=1e-3, batch_size=16, evals_per_epoch=2, seed=3)
+    task, model, enc = _setup("defect", tmp_path, tiny_encoder)
+    whole = Trainer(model, task, cfg, enc["labelled"], enc["valid"]).train()
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    assert whole.steps // cfg.epochs < 15 < 2 * whole.steps // cfg.epochs  # the kill below falls in epoch 2
+
+    class Dies(Trainer):  # killed in the middle of the second epoch
+        def _step_loss(self, rows):
+            if self.steps_done == 15:
+                raise _Killed
+            self.steps_done += 1
+            return super()._step_loss(rows)
+
+    checkpoint = Checkpoint(tmp_path / "ckpt", key="run-a")
+    task, model, enc = _setup("defect", tmp_path, tiny_encoder)
+    dying = Dies(model, task, cfg, enc["labelled"], enc["valid"], checkpoint=checkpoint)
+    dying.steps_done = 0
+    with pytest.raises(_Killed):
+        dying.train()
+    assert (tmp_path / "ckpt" / TRAINER_STATE).is_file()
+
+    task, model, enc = _setup("defect", tmp_path, tiny_encoder)  # a fresh process: new model, same settings
+    resumed = Trainer(model, task, cfg, enc["labelled"], enc["valid"], checkpoint=checkpoint).train()
+    assert resumed.history == whole.history and resumed.steps == whole.steps and resumed.best_step == whole.best_step
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+
+    # a checkpoint of other settings is not resumed
+    task, model, enc = _setup("defect", tmp_path, tiny_encoder)
+    other = Trainer(model, task, cfg, enc["labelled"], enc["valid"], checkpoint=Checkpoint(tmp_path / "ckpt", key="run-b")).train()
+    assert other.history == whole.history

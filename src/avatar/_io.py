@@ -149,6 +149,12 @@ def atomic_dir(path: Path, kind: str = "model") -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def checkpoint_path(out_dir: Path) -> Path:
+    """Where the training that writes ``out_dir`` keeps its end-of-epoch state: a hidden folder beside it."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f".{out_dir.name}.checkpoint"
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from avatar._io import METRICS, atomic_dir, check_replaceable, write_json_atomic
+from avatar._io import METRICS, atomic_dir, check_replaceable, checkpoint_path, sha256_json, write_json_atomic
 from avatar.cost import MB, parameter_count, training_bytes_per_example
 from avatar.errors import AvatarError
 from avatar.labels import SoftLabels
@@ -26,7 +26,7 @@ from avatar.modeling import MAX_LENGTH_KEY, Classifier, build_student, save_clas
 from avatar.student import StudentConfig
 from avatar.settings import DistillConfig, TrainConfig
 from avatar.tasks import Example, Task, TaskData, fingerprint, limit_examples
-from avatar.trainer import Encoded, Trainer, encode, predict_logits, score
+from avatar.trainer import Checkpoint, Encoded, Trainer, encode, predict_logits, score
 from avatar.vocab import distinct_texts, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,11 @@ def distill(
         patience=config.patience,
         seed=config.seed,
     )
+    key = {"student": asdict(student), "settings": asdict(config), "soft_labels": [soft_labels.key, soft_labels.data],
+           "data": [fingerprint(ex) for ex in (train_ex, valid_ex)]}
+    checkpoint = Checkpoint(checkpoint_path(out_dir), sha256_json(key))
     trainer = DistillationTrainer(
-        model, task, train_config, train, valid, progress=progress,
+        model, task, train_config, train, valid, progress=progress, checkpoint=checkpoint,
         teacher_logits=logits, temperature=config.temperature, alpha=config.alpha,
     )
     result = trainer.train()
@@ -126,6 +129,7 @@ def distill(
         "history": result.history,
     }
     save_student(model, tokenizer, task, student, metrics, out_dir)
+    checkpoint.remove()
     return metrics
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from rich.progress import Progress
 
-from avatar._io import METRICS, atomic_dir, check_replaceable, write_json_atomic
+from avatar._io import METRICS, atomic_dir, check_replaceable, checkpoint_path, sha256_json, write_json_atomic
 from avatar.errors import AvatarError
 from avatar.modeling import MAX_LENGTH_KEY, TRAIN_IDS, load_pretrained, save_classifier
 from avatar.settings import FinetuneConfig, check_settings
@@ -18,7 +18,7 @@ from avatar.student import POSITION_OFFSET
 from avatar.tasks import Task, TaskData, fingerprint, limit_examples
 from avatar.graphcodebert import FLOW_LENGTH_KEY, MODEL_TYPE_KEY
 from avatar.runtime import TASK_LANGUAGE
-from avatar.trainer import Trainer, encode, encode_graphs, score
+from avatar.trainer import Checkpoint, Trainer, encode, encode_graphs, score
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,9 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
         train, valid, test = (encode(tokenizer, ex, max_length) for ex in (train_ex, valid_ex, test_ex))
     log.info("fine-tuning %s on %d examples (valid %d, test %d)", config.model, len(train), len(valid), len(test))
 
+    checkpoint = Checkpoint(checkpoint_path(out_dir), sha256_json({"settings": asdict(config), "data": data_fingerprints(data)}))
     start = time.perf_counter()
-    result = Trainer(model, task, config, train, valid, progress).train()
+    result = Trainer(model, task, config, train, valid, progress, checkpoint).train()
     train_seconds = time.perf_counter() - start
     metrics = {
         "task": task.name,
@@ -69,6 +70,7 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
         save_classifier(model, tokenizer, task, tmp)
         write_json_atomic(tmp / TRAIN_IDS, [ex.id for ex in train_ex], indent=None)
         write_json_atomic(tmp / METRICS, metrics)
+    checkpoint.remove()
     return metrics
 
 

@@ -9,7 +9,8 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -173,10 +174,12 @@ class Trainer:
         train: Encoded,
         valid: Encoded,
         progress: Progress | None = None,
+        checkpoint: Checkpoint | None = None,
     ):
         self.model, self.task, self.config = model, task, config
         self.train_data, self.valid_data = train, valid
         self.progress = progress
+        self.checkpoint = checkpoint
 
     def loss(self, logits: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
         """Cross-entropy against the ground truth; distillation overrides this."""
@@ -211,9 +214,15 @@ class Trainer:
 
         result = TrainResult(best_score=-math.inf, best_step=0, steps=0)
         best_state = copy.deepcopy(self.model.state_dict())
-        stale = 0
+        stale, first_epoch = 0, 0
+        saved = self.checkpoint.load(self.model, optimizer, schedule, generator) if self.checkpoint else None
+        if saved is not None:
+            first_epoch, stale, best_state, result = saved
+            log.info("resumed after epoch %d from %s", first_epoch, self.checkpoint.path)
+            if bar is not None:
+                self.progress.update(bar, completed=result.steps)
         self.model.train()
-        for epoch in range(cfg.epochs):
+        for epoch in range(first_epoch, cfg.epochs):
             for i, rows in enumerate(self._batches(generator), start=1):
                 loss = self._step_loss(rows)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -240,5 +249,62 @@ class Trainer:
                     log.info("early stop after %d validations without improvement", stale)
                     self.model.load_state_dict(best_state)
                     return result
+            if self.checkpoint and epoch + 1 < cfg.epochs:
+                self.checkpoint.save(epoch + 1, stale, self.model, best_state, result, optimizer, schedule, generator)
         self.model.load_state_dict(best_state)
         return result
+
+
+MODEL_STATE, BEST_STATE, TRAINER_STATE = "model.safetensors", "best.safetensors", "trainer.pt"
+
+
+class Checkpoint:
+    """End-of-epoch training state in a folder of its own, so that a killed run resumes where the epoch ended.
+
+    It holds the weights (now and best so far, safetensors), the optimiser, schedule and random-number states
+    and the validation history; resuming continues exactly as the uninterrupted run would have. ``key`` names
+    what was being trained (settings, data, starting model): a folder saved under another key is not resumed.
+    """
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.key = Path(path), key
+
+    def save(self, epoch: int, stale: int, model: torch.nn.Module, best_state: dict, result: TrainResult,
+             optimizer: torch.optim.Optimizer, schedule, generator: torch.Generator) -> None:
+        from safetensors.torch import save_file
+
+        from avatar._io import atomic_dir
+
+        with atomic_dir(self.path, kind="checkpoint") as tmp:
+            save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(tmp / MODEL_STATE))
+            save_file({k: v.detach().clone().contiguous() for k, v in best_state.items()}, str(tmp / BEST_STATE))
+            torch.save({
+                "key": self.key, "epoch": epoch, "stale": stale, "result": asdict(result),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+            }, tmp / TRAINER_STATE)
+        log.info("checkpoint after epoch %d in %s", epoch, self.path)
+
+    def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule,
+             generator: torch.Generator) -> tuple[int, int, dict, TrainResult] | None:
+        """Restore the saved state into these objects; None when there is none for this key."""
+        from safetensors.torch import load_file
+
+        try:
+            state = torch.load(self.path / TRAINER_STATE, weights_only=True)
+        except FileNotFoundError:
+            return None
+        if state.get("key") != self.key:
+            log.info("checkpoint in %s is for other settings or data: starting afresh", self.path)
+            return None
+        model.load_state_dict(load_file(str(self.path / MODEL_STATE)))
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        return state["epoch"], state["stale"], load_file(str(self.path / BEST_STATE)), TrainResult(**state["result"])
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
