@@ -49,7 +49,7 @@ PAPER = {
 SEARCH = SearchSettings(samples=20, sample_epochs=1, sample_limit=1000, sample_eval_limit=500, latency_architectures=24,
                         population=40, generations=50)
 DISTILL = DistillConfig(epochs=3, patience=2)
-MEASURE = MeasureConfig(runs=50, warmup=5, throughput_examples=128, energy_rounds=3, energy_examples=16)
+MEASURE = MeasureConfig(runs=50, warmup=5, throughput_examples=128, energy_rounds=3, energy_seconds=2.0)
 SPACE = {"position_embedding_type": ["absolute"]}
 BCB_SUBSAMPLE = {"unlabel_train.txt": 4000, "valid.txt": 1000, "test.txt": 2000}
 

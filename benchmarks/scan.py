@@ -1,7 +1,7 @@
 """Export a real Devign student to ONNX fp32 and int8, check parity on every Devign test function, and time `avatar scan`.
 
-    python benchmarks/distill.py        # first: the students (benchmarks/out/distill/student-3mb)
-    python benchmarks/scan.py [--student benchmarks/out/distill/student-3mb]
+    python benchmarks/distill.py        # first: the students (benchmarks/out/distill/student-3mb-seed42)
+    python benchmarks/scan.py [--student benchmarks/out/distill/student-3mb-seed42]
 
 1. Export (fp32 + int8) with the parity check on all 2,732 Devign test functions: sizes of every file, the
    largest probability difference and the prediction agreement against PyTorch, and test accuracy of each.
@@ -50,14 +50,14 @@ def _write_sources(functions: list[str], folder: Path) -> int:
     return len(functions)
 
 
-def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean((probs >= 0.5) == labels))
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(logits.argmax(axis=1) == labels))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
-    parser.add_argument("--student", type=Path, default=HERE / "out" / "distill" / "student-3mb")
+    parser.add_argument("--student", type=Path, default=HERE / "out" / "distill" / "student-3mb-seed42")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "scan")
     parser.add_argument("--markdown-only", action="store_true", help="rewrite scan.md from scan.json")
     args = parser.parse_args()
@@ -66,17 +66,18 @@ def main() -> None:
         return
 
     task = get_task("defect")
-    test = task.load(args.data_root / "devign").test
+    data = task.load(args.data_root / "devign")
+    test, valid = data.test, data.valid
     labels = np.array([ex.label for ex in test])
     start = time.perf_counter()
-    manifest = export(args.student, args.out / "onnx", test, ExportConfig(int8=True, parity_examples=len(test)))
+    manifest = export(args.student, args.out / "onnx", test, valid, ExportConfig(int8=True, parity_examples=len(test)))
     export_seconds = time.perf_counter() - start
 
     models = {p: ExportedModel(args.out / "onnx", p) for p in ("fp32", "int8")}
     student_metrics = json.loads((args.student / "metrics.json").read_text())
     accuracy = {"pytorch": student_metrics["test"]["accuracy"]}
     for p, model in models.items():
-        accuracy[p] = _accuracy(model.probabilities([ex.texts for ex in test]), labels)
+        accuracy[p] = _accuracy(model.logits([ex.texts for ex in test]), labels)
 
     alone = [len(functions_in_source(ex.texts[0].encode(), "c")) for ex in test]  # each function parsed on its own
     src = args.out / "src"

@@ -182,7 +182,7 @@ def exports(tmp_path_factory, tiny_encoder) -> dict[str, Path]:
     for task_name, write in (("defect", write_defect_data), ("clone", write_clone_data)):
         model = _saved_classifier(root / f"{task_name}-model", task_name, tiny_encoder)
         data = get_task(task_name).load(write(root / f"{task_name}-data"))
-        export(model, root / f"{task_name}-onnx", data.test, ExportConfig(int8=True))
+        export(model, root / f"{task_name}-onnx", data.test, data.valid, ExportConfig(int8=True))
         out[task_name] = root / f"{task_name}-onnx"
         out[f"{task_name}-model"] = model
         out[f"{task_name}-data"] = root / f"{task_name}-data"

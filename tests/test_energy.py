@@ -5,7 +5,7 @@ import types
 import pytest
 
 
-from avatar.energy import METERS, CodeCarbonEstimate, NvmlMeter, RaplMeter, carbon_intensity, pick_meter
+from avatar.energy import METERS, CpuTimeEstimate, NvmlMeter, RaplMeter, carbon_intensity, cpu_tdp_watts, pick_meter
 from avatar.errors import AvatarError
 
 
@@ -53,16 +53,14 @@ def test_nvml_meter_reads_millijoules(monkeypatch):
     assert pick_meter(gpu=True).method == "nvml"
 
 
-def test_codecarbon_estimate_is_checked(monkeypatch):
-    meter = CodeCarbonEstimate()
+def test_the_estimate_is_tdp_times_cpu_seconds_over_cpus():
+    clock = iter([10.0, 10.5, 20.0, 23.0])  # CPU-seconds: 0.5 in the first block, 3.0 in the second
+    meter = CpuTimeEstimate(watts=80.0, cpus=4, cpu_clock=lambda: next(clock))
     meter.start()
-    sum(range(200_000))
-    joules = meter.stop()
-    assert joules > 0 and meter.method == "estimate"
-    meter._tracker.final_emissions_data.energy_consumed = float("nan")  # what a silent failure looks like
-    monkeypatch.setattr(meter._tracker, "stop", lambda: None)
-    with pytest.raises(AvatarError, match="CodeCarbon returned no usable energy"):
-        meter.stop()
+    assert meter.stop() == pytest.approx(80.0 * 0.5 / 4)
+    meter.start()
+    assert meter.stop() == pytest.approx(80.0 * 3.0 / 4)
+    assert not meter.counts_idle and 0 < cpu_tdp_watts() < 2000
 
 
 def test_carbon_intensity():
@@ -89,7 +87,7 @@ def _nvml(tmp_path, monkeypatch):
     return NvmlMeter()
 
 
-CONTRACT = {RaplMeter: _rapl, NvmlMeter: _nvml, CodeCarbonEstimate: lambda tmp_path, monkeypatch: CodeCarbonEstimate()}
+CONTRACT = {RaplMeter: _rapl, NvmlMeter: _nvml, CpuTimeEstimate: lambda tmp_path, monkeypatch: CpuTimeEstimate()}
 
 
 def test_every_meter_backend_has_a_contract_case():

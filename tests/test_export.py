@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from avatar.card import CARD
+
 import numpy as np
 import pytest
 
@@ -44,12 +46,12 @@ def test_sizes_count_every_file_a_precision_needs(exports):
         assert "tokenizer.json" in size["files"]
     assert set(m["sizes"]["int8"]["files"]) == {"tokenizer.json", "encoder.int8.onnx", "head.int8.onnx"}
     assert (folder / "encoder.int8.onnx").stat().st_size < (folder / "encoder.onnx").stat().st_size
-    assert set(m["files"]) == {p.name for p in folder.iterdir()} - {MANIFEST, KIND}  # the kind marker is not the model's
+    assert set(m["files"]) == {p.name for p in folder.iterdir()} - {MANIFEST, KIND, CARD}  # marker and card are not the model's
 
 
 def test_external_weights_are_counted_listed_and_loaded(tmp_path, exports):
     data = get_task("defect").load(exports["defect-data"])
-    m = export(exports["defect-model"], tmp_path / "ext", data.test, ExportConfig(int8=True, external_data_mb=0))
+    m = export(exports["defect-model"], tmp_path / "ext", data.test, data.valid, ExportConfig(int8=True, external_data_mb=0))
     files = m["sizes"]["fp32"]["files"]
     assert "model.onnx.data" in files and "model.int8.onnx.data" in m["sizes"]["int8"]["files"]
     assert [p.name for p in graph_and_data_files(tmp_path / "ext" / "model.onnx")] == ["model.onnx", "model.onnx.data"]
@@ -61,33 +63,35 @@ def test_external_weights_are_counted_listed_and_loaded(tmp_path, exports):
 def test_failed_parity_writes_nothing(tmp_path, exports):
     data = get_task("defect").load(exports["defect-data"])
     with pytest.raises(AvatarError, match="int8 export fails parity.*nothing written"):
-        export(exports["defect-model"], tmp_path / "out", data.test, ExportConfig(int8=True, max_prob_diff=0.0))
+        export(exports["defect-model"], tmp_path / "out", data.test, data.valid, ExportConfig(int8=True, max_prob_diff=0.0))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_reexport_replaces_an_export_but_never_another_folder(tmp_path, exports):
     data = get_task("defect").load(exports["defect-data"])
     out = tmp_path / "out"
-    export(exports["defect-model"], out, data.test[:4], ExportConfig(int8=False))
+    export(exports["defect-model"], out, data.test[:4], data.valid, ExportConfig(int8=False))
     assert _manifest(out)["precisions"] == ["fp32"] and _manifest(out)["parity"]["fp32"]["examples"] == 4
-    export(exports["defect-model"], out, data.test[:4], ExportConfig(int8=True))
+    export(exports["defect-model"], out, data.test[:4], data.valid, ExportConfig(int8=True))
     assert _manifest(out)["precisions"] == ["fp32", "int8"]
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
     with pytest.raises(AvatarError, match="not empty and was not written by Avatar"):
-        export(exports["defect-model"], other, data.test[:4])
+        export(exports["defect-model"], other, data.test[:4], data.valid)
     assert (other / "notes.txt").read_text() == "keep me"
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, exports):
     data = get_task("defect").load(exports["defect-data"])
     with pytest.raises(AvatarError, match="not an Avatar model folder"):
-        export(tmp_path, tmp_path / "out", data.test)
+        export(tmp_path, tmp_path / "out", data.test, data.valid)
     with pytest.raises(AvatarError, match="min_agreement must be between 0 and 1, got 2"):
-        export(exports["defect-model"], tmp_path / "out", data.test, ExportConfig(min_agreement=2))
-    with pytest.raises(AvatarError, match="at least one example"):
-        export(exports["defect-model"], tmp_path / "out", [])
+        export(exports["defect-model"], tmp_path / "out", data.test, data.valid, ExportConfig(min_agreement=2))
+    with pytest.raises(AvatarError, match="needs test examples"):
+        export(exports["defect-model"], tmp_path / "out", [], data.valid)
+    with pytest.raises(AvatarError, match="and validation examples"):
+        export(exports["defect-model"], tmp_path / "out", data.test, [])
     assert not (tmp_path / "out").exists()
 
 
@@ -109,8 +113,8 @@ def test_nan_outputs_fail_parity(exports):
     test = t.load(exports["defect-data"]).test[:6]
 
     class Broken:
-        def probabilities(self, examples):
-            return np.full(len(examples), np.nan)
+        def logits(self, examples):
+            return np.full((len(examples), 2), np.nan)
 
     from avatar.export import parity
 
@@ -123,5 +127,33 @@ def test_a_folder_with_a_foreign_avatar_json_is_not_replaced(tmp_path, exports):
     out.mkdir()
     (out / "avatar.json").write_text('{"name": "my avatar picture settings"}')
     with pytest.raises(AvatarError, match="avatar.json that is not an Avatar export"):
-        export(exports["defect-model"], out, data.test[:4])
+        export(exports["defect-model"], out, data.test[:4], data.valid)
     assert (out / "avatar.json").read_text() == '{"name": "my avatar picture settings"}'
+
+
+def test_the_threshold_and_calibration_are_chosen_on_validation_and_go_with_the_export(exports):
+    from avatar.decision import decide
+    from avatar.runtime.model import calibrated
+
+    m = _manifest(exports["defect"])
+    t = get_task("defect")
+    data = t.load(exports["defect-data"])
+    for precision in m["precisions"]:
+        d = m["decisions"][precision]
+        model = ExportedModel(exports["defect"], precision)
+        assert model.threshold == d["threshold"] and d["calibration"]["fitted_on"] == "validation"
+        assert d["validation"]["examples"] == len(data.valid) and d["test"]["examples"] == len(data.test)
+        assert d["scores"]["examples"] == len(data.test) and set(d["scores"]["baseline"]) == {"accuracy", "f1"}
+        # what the export recorded is what the runtime's logits give on the validation split, redone here
+        logits = model.logits([ex.texts for ex in data.valid]).astype(float)
+        margin = logits[:, 1] - logits[:, 0]
+        test_logits = model.logits([ex.texts for ex in data.test]).astype(float)
+        again = decide(margin, [ex.label for ex in data.valid], test_logits[:, 1] - test_logits[:, 0], [ex.label for ex in data.test])
+        assert again["threshold"] == pytest.approx(d["threshold"]) and again["validation"] == d["validation"]
+        # scan reads calibrated probabilities
+        np.testing.assert_allclose(model.probabilities([ex.texts for ex in data.valid]),
+                                   calibrated(margin, d["calibration"]["a"], d["calibration"]["b"]), rtol=1e-6)
+    card = (exports["defect"] / CARD).read_text()
+    assert card.startswith("---\nlibrary_name: onnxruntime") and "# Avatar student: vulnerability prediction" in card
+    assert f"{m['decisions']['int8']['threshold']:.4g}" in card and "majority-class baseline" in card
+    assert "## Do not trust it for" in card and "the best F1 on the validation split" in card

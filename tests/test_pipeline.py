@@ -55,7 +55,7 @@ runs = 2
 warmup = 1
 throughput_examples = 4
 energy_rounds = 1
-energy_examples = 1
+energy_seconds = 0.05
 architectures = []
 """ + TINY_SPACE)
     return path
@@ -127,8 +127,14 @@ def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny
         assert (run / name).is_file(), name
     assert load_config(run / "config.toml") == config
     metrics = json.loads((run / "metrics.json").read_text())
-    assert [r["role"] for r in metrics["results"]] == ["teacher", "student"]
+    assert [r["role"] for r in metrics["results"]] == ["teacher", "student", "student, ONNX fp32", "student, ONNX int8"]
+    assert [r["runtime"] for r in metrics["results"]] == ["pytorch", "pytorch", "onnxruntime fp32", "onnxruntime int8"]
     assert metrics["results"][1]["size_mb"] <= 0.5 and metrics["student_vs_teacher"]["size_x"] > 1
+    # every subject read the same test functions; the exported student scored like the PyTorch one in fp32
+    assert len({r["inputs"]["functions"] for r in metrics["results"]}) == 1
+    assert metrics["results"][2]["test"]["accuracy"] == metrics["results"][1]["test"]["accuracy"]
+    card = (run / "onnx" / "README.md").read_text()
+    assert "## Do not trust it for" in card and str(defect_data) in card
     assert "## Teacher vs student" in (run / "report.md").read_text() and "## Exported for `avatar scan`" in (run / "report.md").read_text()
     assert stages["export"].result["parity"]["int8"]["agreement"] >= 0.95
     assert not any(s.reused for s in stages.values())

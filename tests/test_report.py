@@ -3,40 +3,59 @@ import json
 import pytest
 
 from avatar.errors import AvatarError
+from avatar.measure import ratios
 from avatar.report import headline, ratio_lines, write_report
 
 
-def _result(role, params, ms, joules, acc):
+def _result(role, params, ms, joules, acc, tokens=200.0, resolved=True):
     return {
         "role": role, "model": role, "parameters": params, "size_mb": 4 * params / 2**20, "size_bytes": 4 * params,
+        "size_basis": "fp32 weights", "inputs": {"functions": 50, "tokens_per_input": tokens, "tokenisation": "its own"},
         "test": None if acc is None else {"accuracy": acc, "interval95": {"accuracy": [acc - 0.02, acc + 0.02]},
-                                          "majority_baseline": {"accuracy": 0.54}}, "latency_ms": {"median": ms, "p90": ms, "runs": 5, "threads": 2},
-        "throughput": {"examples_per_second": 1000 / ms}, "energy": {"method": "estimate", "joules_per_example": joules},
+                                          "baseline": {"accuracy": 0.54}, "examples": 55, "prediction_spread": 0.1,
+                                          "correct": [1] * 30 + [0] * 25 if role == "teacher" else [0] * 30 + [1] * 25},
+        "latency_ms": {"median": ms, "p90": ms, "runs": 5, "threads": 2},
+        "throughput": {"examples_per_second": 1000 / ms, "batch_size": 32},
+        "energy": {"method": "estimate", "joules_per_example": joules, "resolved": resolved, "model": "TDP x CPU-seconds",
+                   "idle_watts": None, "blocks": 3, "block_seconds": 2.0},
         "carbon": {"grams_per_1000_examples": joules * 0.1, "g_per_kwh": 475, "region": "world", "source": "test"},
     }
 
 
+RESULTS = [_result("teacher", 22_700_000, 50.0, 2.0, 0.57), _result("student", 750_000, 5.0, 0.1, 0.56, tokens=180.0),
+           _result("codebert-base", 125_000_000, 500.0, 20.0, None, tokens=230.0)]
 METRICS = {
-    "task": "defect", "main_metric": "accuracy",
-    "results": [_result("teacher", 22_700_000, 50.0, 2.0, 0.57), _result("student", 750_000, 5.0, 0.1, 0.56),
-                _result("codebert-base", 125_000_000, 500.0, 20.0, None)],
-    "student_vs_teacher": {"size_x": 30.3, "latency_x": 10.0, "energy_x": 20.0, "energy_method": "estimate", "score_difference": -0.01,
-                           "mcnemar": {"only_first_right": 30, "only_second_right": 25, "p_value": 0.59}},
-    "student_vs_architectures": {"codebert-base": {"size_x": 166.7, "latency_x": 100.0, "energy_x": 200.0, "energy_method": "estimate"}},
+    "task": "defect", "main_metric": "accuracy", "results": RESULTS,
+    "student_vs_teacher": ratios(RESULTS[0], RESULTS[1], "accuracy"),
+    "student_vs_architectures": {"codebert-base": ratios(RESULTS[2], RESULTS[1], "accuracy")},
 }
 
 
-def test_headline_table_and_ratio_lines_carry_the_energy_method():
+def test_headline_table_and_ratio_lines_carry_the_energy_method_and_what_was_equal():
     columns, rows = headline(METRICS)
     assert columns == ["", "teacher", "student", "codebert-base (random weights)"]
     table = {r[0]: r[1:] for r in rows}
     assert table["test accuracy [95 % interval]"] == ["0.5700 [0.550, 0.590]", "0.5600 [0.540, 0.580]", "n/a"]
-    assert table["majority-class accuracy"] == ["0.5400", "0.5400", "n/a"]
+    assert table["majority-class baseline accuracy"] == ["0.5400", "0.5400", "n/a"]
+    assert table["tokens per input (mean over the same 50 test functions)"] == ["200", "180", "230"]
     assert all("(estimate)" in cell for cell in table["energy J/example"] + table["gCO2e / 1000 examples"])
     lines = ratio_lines(METRICS)
-    assert lines[0] == ("student vs the teacher: 30.3x smaller, 10.0x faster, 20.0x less energy (estimate); accuracy -0.0100 "
-                        "(McNemar p = 0.59 on the same test examples)")
-    assert lines[1].startswith("student vs codebert-base: 166.7x smaller")
+    assert lines[0].startswith("student vs the teacher: 30.3x smaller (fp32 weights), 10.0x faster, 20.0x less energy (estimate) "
+                               "(at equal input: the same 50 test functions, batch 1, 2 threads; 200 vs 180 tokens per input); "
+                               "accuracy -0.0100 (McNemar p = ")
+    assert lines[1].startswith("student vs codebert-base: 166.7x smaller (fp32 weights), 100.0x faster")
+    # the student's interval [0.54, 0.58] reaches the baseline 0.54; the teacher's [0.55, 0.59] does not
+    assert lines[2:] == ["The student has learned nothing measurable: its test accuracy interval [0.540, 0.580] reaches the "
+                         "majority-class baseline 0.5400."]
+
+
+def test_an_unresolved_energy_figure_gives_no_ratio_and_says_so():
+    results = [RESULTS[0], _result("student", 750_000, 5.0, 0.0001, 0.56, resolved=False)]
+    metrics = {**METRICS, "results": results, "student_vs_teacher": ratios(results[0], results[1], "accuracy"),
+               "student_vs_architectures": {}}
+    table = {r[0]: r[1:] for r in headline(metrics)[1]}
+    assert table["energy J/example"][1] == "unresolved (estimate)"
+    assert "energy difference not resolved by the estimate method" in ratio_lines(metrics)[0]
 
 
 def test_full_report_from_artefacts(tmp_path):

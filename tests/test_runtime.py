@@ -164,7 +164,7 @@ def test_corrupt_external_weights_are_caught(exports, tmp_path):
     from avatar.tasks import get_task
 
     test = get_task("defect").load(exports["defect-data"]).test[:4]
-    export(exports["defect-model"], tmp_path / "ext", test, ExportConfig(int8=False, external_data_mb=0))
+    export(exports["defect-model"], tmp_path / "ext", test, test, ExportConfig(int8=False, external_data_mb=0))
     data = tmp_path / "ext" / "model.onnx.data"
     raw = bytearray(data.read_bytes())
     raw[-1] ^= 0x01

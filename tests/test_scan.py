@@ -36,7 +36,7 @@ def test_scan_scores_every_function_riskiest_first(exports):
 def test_text_and_json_reports(exports):
     result = scan([CODE / "c" / "sub" / "copy.c"], ExportedModel(exports["defect"]), threshold=0.0)
     text = scan_text(result).splitlines()
-    assert len(text) == 3 and text[-1].startswith("2 of 2 function(s) in 1 file(s) at or above 0")
+    assert len(text) == 3 and text[-1].startswith("2 of 2 function(s) in 1 file(s) at or above the threshold 0 (given)")
     assert {line.split()[1] for line in text[:2]} == {f"{CODE}/c/sub/copy.c:3-6", f"{CODE}/c/sub/copy.c:8-16"}
     doc = json.loads(scan_json(result))
     assert doc["functions"] == 2 and doc["precision"] == "int8"
@@ -59,6 +59,40 @@ def test_sarif_has_the_required_structure(exports, tmp_path, monkeypatch):
     assert loc["region"] == {"startLine": 14, "endLine": 19}
     assert all(r["ruleId"] == log["runs"][0]["tool"]["driver"]["rules"][r["ruleIndex"]]["id"] for r in results)
     assert log["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"].endswith("/")
+
+
+def test_the_default_threshold_is_the_one_chosen_on_validation_and_the_reports_say_what_it_means(exports, tmp_path):
+    import shutil
+
+    from avatar.runtime.model import MANIFEST
+
+    model = ExportedModel(exports["defect"])
+    result = scan([CODE / "c"], model)
+    d = model.decision
+    assert result.threshold == d["threshold"] and not result.threshold_given
+    assert [s.probability for s in result.flagged] == [s.probability for s in result.scored if s.probability >= d["threshold"]]
+    line = scan_text(result).splitlines()[-1]
+    assert f"at or above the threshold {d['threshold']:.4g} (the best F1 on the validation split; precision " in line
+    assert f"{d['test']['precision']:.2f} / {d['test']['recall']:.2f} on test" in line
+    doc = json.loads(scan_json(result))
+    assert doc["decision"]["rule"] == d["rule"] and doc["decision"]["validation"] == d["validation"]
+    rule = json.loads(scan_sarif(result))["runs"][0]["tool"]["driver"]["rules"][0]
+    assert rule["properties"]["validation_precision"] == d["validation"]["precision"] and rule["properties"]["calibrated"]
+    assert rule["properties"]["test_recall"] == d["test"]["recall"] and rule["properties"]["threshold"] == d["threshold"]
+    # levels follow the calibrated probability: error only from ERROR_AT
+    from avatar.runtime.scan import ERROR_AT, _level
+
+    assert _level(result, ERROR_AT) == "error" and _level(result, ERROR_AT - 1e-9) == "warning"
+    # a model that learned nothing says so, once, as a warning
+    folder = tmp_path / "nothing"
+    shutil.copytree(exports["defect"], folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["decisions"]["int8"]["learned_nothing"] = "has learned nothing usable: its predictions barely vary"
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    warnings = []
+    result = scan([CODE / "c"], ExportedModel(folder), warn=warnings.append)
+    assert warnings == ["this model has learned nothing usable: its predictions barely vary; its scores mean nothing"]
+    assert json.loads(scan_json(result))["warnings"] == warnings
 
 
 def test_sarif_rejects_what_is_not_sarif():
@@ -104,7 +138,9 @@ def test_clones_within_one_folder_and_the_pair_bound(exports):
     warnings = []
     cut = clones([CODE / "java"], [CODE / "java"], model, threshold=0.0, max_pairs=5, warn=warnings.append)
     assert cut.scored_pairs == 5 and cut.candidate_pairs == 21
-    assert warnings == ["scored the first 5 of 21 function pairs (--max-pairs 5); narrow A or B, or raise the bound"]
+    # (the tiny fixture's clone model has learned nothing, and says so first)
+    assert warnings[-1:] == ["scored the first 5 of 21 function pairs (--max-pairs 5); narrow A or B, or raise the bound"]
+    assert all(w.startswith("this model has learned nothing") for w in warnings[:-1])
     with pytest.raises(AvatarError, match="avatar clones needs a clone model"):
         clones([CODE / "java"], [CODE / "java"], ExportedModel(exports["defect"]))
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from avatar.stats import bootstrap_intervals, majority_baseline, mcnemar
+from avatar.stats import baseline, bootstrap_intervals, learned_nothing, mcnemar
 from avatar.tasks import get_task
 
 
@@ -26,9 +26,21 @@ def test_intervals_contain_the_estimate_and_shrink_with_more_examples():
     assert widths[1] < widths[0] / 2.5  # about 1/sqrt(16) = 1/4 of the width
 
 
-def test_majority_baseline():
+def test_the_baseline_is_the_best_constant_prediction():
     labels = [0] * 54 + [1] * 46
-    assert majority_baseline(get_task("defect"), labels) == {"accuracy": 0.54, "f1": 0.0}
+    assert baseline(get_task("defect"), labels) == {"accuracy": 0.54, "f1": pytest.approx(2 * 46 / (100 + 46))}
+    assert baseline(get_task("clone"), [0, 1] * 50)["f1"] == pytest.approx(2 / 3)  # "always clone" on balanced pairs
+
+
+def _scores(value, lo, hi, spread, floor=0.54):
+    return {"accuracy": value, "interval95": {"accuracy": [lo, hi]}, "baseline": {"accuracy": floor},
+            "prediction_spread": spread, "examples": 2732}
+
+
+def test_a_model_that_learned_nothing_is_told_apart():
+    assert learned_nothing(_scores(0.59, 0.57, 0.61, 0.12), "accuracy") is None
+    assert "reaches the majority-class baseline 0.5400" in learned_nothing(_scores(0.55, 0.53, 0.57, 0.12), "accuracy")
+    assert "barely vary" in learned_nothing(_scores(0.59, 0.57, 0.61, 0.001), "accuracy")  # a constant, even if lucky
 
 
 def test_mcnemar_on_a_known_table():

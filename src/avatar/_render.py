@@ -15,18 +15,24 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
     return table
 
 
+def energy_cell(r: dict) -> str:
+    e = r["energy"]
+    return f"{e['joules_per_example']:.4g} ({e['method']})" if e.get("resolved", True) else f"unresolved ({e['method']})"
+
+
 def results_table(results: list[dict], main_metric: str) -> Table:
     table = Table(title="measurements")
-    for col in ("model", main_metric, "params", "size MB", "latency ms (p50/p90)", "ex/s", "J/example", "gCO2e/1k"):
+    for col in ("model", main_metric, "params", "size MB", "tokens/input", "latency ms (p50/p90)", "ex/s", "J/example", "gCO2e/1k"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results:
         score = "n/a (random weights)" if r["test"] is None else f"{r['test'][main_metric]:.4f}"
         table.add_row(
-            r["model"], score, f"{r['parameters']:,}", f"{r['size_mb']:.2f}",  # fp32 weights
+            r["model"], score, "-" if r["parameters"] is None else f"{r['parameters']:,}", f"{r['size_mb']:.2f}",
+            f"{r['inputs']['tokens_per_input']:.0f}",
             f"{r['latency_ms']['median']:.2f} / {r['latency_ms']['p90']:.2f}",
             f"{r['throughput']['examples_per_second']:.1f}",
-            f"{r['energy']['joules_per_example']:.4f} ({r['energy']['method']})",
-            f"{r['carbon']['grams_per_1000_examples']:.4f}",
+            energy_cell(r),
+            f"{r['carbon']['grams_per_1000_examples']:.4f}" if r["energy"].get("resolved", True) else "unresolved",
         )
     return table
 
@@ -35,10 +41,17 @@ def times(ratio: float | None) -> str:
     return "n/a" if ratio is None else f"{ratio:.1f}x"
 
 
+def energy_method(r: dict) -> str:
+    """How the energy figures were obtained, in words."""
+    e = r["energy"]
+    how = e.get("model") or (f"idle baseline of {e['idle_watts']:.2f} W subtracted" if e.get("idle_watts") is not None else "counter")
+    return f"{e['method']} ({how}), {e.get('blocks', '?')} interleaved blocks of {e.get('block_seconds', '?')} s per model"
+
+
 def footer(results: list[dict]) -> str:
     r = results[0]
     return (
-        f"{r['latency_ms']['threads']} threads; energy method: {r['energy']['method']}; "
+        f"{r['latency_ms']['threads']} threads; latency over {r['latency_ms']['runs']} interleaved runs; energy: {energy_method(r)}; "
         f"carbon at {r['carbon']['g_per_kwh']} g/kWh ({r['carbon']['region']}: {r['carbon']['source']})"
     )
 

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from avatar._render import footer, metrics_table, results_table, space_summary, space_table
 from avatar.cost import MB
 from avatar.errors import AvatarError
-from avatar.runtime import TASK_COMMAND, TRAINING_MODULES
+from avatar.runtime import TASK_COMMAND, TASK_DATASET, TRAINING_MODULES
 from avatar.settings import (
     BUDGET_MB, MINILM, SEED, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings, check_settings,
 )
@@ -435,7 +435,7 @@ def compress(
     from rich.table import Table
 
     from avatar.pipeline import compress as run_compress
-    from avatar.report import headline, ratio_lines
+    from avatar.report import decision_lines, headline, ratio_lines
 
     flags = dict(task=task, data=data, preset=preset, teacher=teacher, teacher_finetuned=teacher_finetuned, budget_mb=budget_mb, seed=seed,
                  samples=samples, epochs=epochs, objective=objective, algorithm=algorithm, prefer=prefer, executor=executor,
@@ -466,8 +466,15 @@ def compress(
     exported = stages["export"].result
     precision = "int8" if "int8" in exported["sizes"] else "fp32"
     console.print(f"exported: {out / 'onnx'} ({precision} {exported['sizes'][precision] / MB:.2f} MB, agreement with PyTorch "
-                  f"{exported['parity'][precision]['agreement']:.3f}); use it: avatar {TASK_COMMAND[config.task]} "
-                  f"... --model {out}", soft_wrap=True)
+                  f"{exported['parity'][precision]['agreement']:.3f}; model card {out / 'onnx' / 'README.md'}); use it: "
+                  f"avatar {TASK_COMMAND[config.task]} ... --model {out}", soft_wrap=True)
+    for line in decision_lines({"decisions": {precision: exported["decisions"][precision]}}):
+        console.print(line, soft_wrap=True)
+    if config.data is None:
+        console.print(f"This was the demo, on the built-in sample of a few hundred examples: its student is not worth using. "
+                      f"A model worth using comes from real data with the full settings: `avatar compress --task {config.task} "
+                      f"--data DIR` with CodeXGLUE's {TASK_DATASET[config.task]} in DIR (hours on a CPU; "
+                      "benchmarks/results/paper_table.md shows what it gives).", soft_wrap=True)
     console.print(f"report: {out / 'report.md'} ({', '.join(stages['report'].result['plots'])}); settings: {out / 'config.toml'}")
 
 
@@ -475,7 +482,8 @@ ModelDir = Annotated[Path | None, typer.Option("--model", help="export folder (a
                                                   "folder [default: $AVATAR_MODEL, else ./avatar-run]")]
 Precision = Annotated[str | None, typer.Option(help="fp32 or int8 [default: int8 where the export has it]")]
 MaxFileKb = Annotated[int, typer.Option("--max-file-size", help="skip source files larger than this many KB")]
-Threshold = Annotated[float, typer.Option(help="report what the model gives at least this probability")]
+Threshold = Annotated[float | None, typer.Option(help="report what the model gives at least this probability "
+                                                   "[default: the threshold the export chose on validation]")]
 
 
 def _exported(model: Path | None, precision: str | None):
@@ -496,14 +504,23 @@ def _exported(model: Path | None, precision: str | None):
     return ExportedModel(model, precision)
 
 
+def _check_output(output: Path | None) -> None:
+    """A report path that cannot be written fails before the work, not after it."""
+    if output is None:
+        return
+    if output.is_dir():
+        raise AvatarError("output is a folder; give a file name", output)
+    if output.parent.exists() and not output.parent.is_dir():
+        raise AvatarError("not a folder: the report cannot be written inside it", output.parent)
+
+
 def _write(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
         return
     from avatar._io import write_text_atomic
 
-    if output.is_dir():
-        raise AvatarError("output is a folder; give a file name", output)
+    _check_output(output)
     write_text_atomic(output, text)
     err_console.print(f"wrote {output}")
 
@@ -524,14 +541,17 @@ def export_cmd(
     seed: Seed = SEED,
 ) -> None:
     """Export a model folder to ONNX (and int8) for the torch-free runtime, checking parity on real examples."""
+    from avatar.card import CARD
     from avatar.export import export
     from avatar.modeling import saved_task
+    from avatar.report import decision_lines
 
     config = _checked(ExportConfig(int8=int8, parity_examples=parity_examples, max_prob_diff=max_prob_diff, min_agreement=min_agreement))
     task = saved_task(model)
-    examples = task.load(data, seed=seed).test
+    loaded = task.load(data, seed=seed)
+    about = {"data": f"{task.name} data in {data}" if data else f"the built-in {task.name} sample"}
     with err_console.status("exporting"):
-        manifest = export(model, out, examples, config)
+        manifest = export(model, out, loaded.test, loaded.valid, config, about)
     for precision in manifest["precisions"]:
         size, par = manifest["sizes"][precision], manifest["parity"][precision]
         console.print(
@@ -539,8 +559,10 @@ def export_cmd(
             f"test examples: max probability difference {par['max_prob_diff']:.2g}, agreement {par['agreement']:.4f}",
             soft_wrap=True,
         )
+    for line in decision_lines(manifest):
+        console.print(line, soft_wrap=True)
     total = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
-    console.print(f"wrote {out} ({total / MB:.2f} MB in all)")
+    console.print(f"wrote {out} ({total / MB:.2f} MB in all; model card {out / CARD})")
 
 
 @app.command("scan")
@@ -548,7 +570,7 @@ def scan_cmd(
     paths: Annotated[list[Path], typer.Argument(help="C/C++ files or folders (searched recursively)")],
     model: ModelDir = None,
     output_format: Annotated[str, typer.Option("--format", help="text, json or sarif")] = "text",
-    threshold: Threshold = 0.5,
+    threshold: Threshold = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the report here [default: stdout]")] = None,
     precision: Precision = None,
     max_file_size: MaxFileKb = 1024,
@@ -560,6 +582,7 @@ def scan_cmd(
     if output_format not in FORMATS:
         raise AvatarError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
     _at_least(1, max_file_size=max_file_size, batch_size=batch_size)
+    _check_output(output)
     exported = _exported(model, precision)
     result = scan(paths, exported, threshold, max_file_size * 1024, batch_size, warn=_warn)
     _write({"text": scan_text, "json": scan_json, "sarif": scan_sarif}[output_format](result), output)
@@ -571,7 +594,7 @@ def clones_cmd(
     b: Annotated[Path, typer.Argument(help="Java file or folder (the same as A: pairs within it)")],
     model: ModelDir = None,
     output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
-    threshold: Threshold = 0.5,
+    threshold: Threshold = None,
     max_pairs: Annotated[int, typer.Option(help="score at most this many function pairs")] = 100_000,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the report here [default: stdout]")] = None,
     precision: Precision = None,
@@ -584,6 +607,7 @@ def clones_cmd(
     if output_format not in ("text", "json"):
         raise AvatarError(f"--format must be text or json, got {output_format!r}")
     _at_least(1, max_file_size=max_file_size, batch_size=batch_size)
+    _check_output(output)
     exported = _exported(model, precision)
     result = clones([a], [b], exported, threshold, max_pairs, max_file_size * 1024, batch_size, warn=_warn)
     _write((clones_json if output_format == "json" else clones_text)(result), output)

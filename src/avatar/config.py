@@ -29,7 +29,7 @@ PRESETS = {
     "demo": {
         "finetune": {"epochs": 2},
         "search": {"samples": 8, "generations": 30, "latency_architectures": 16},
-        "measure": {"runs": 20, "warmup": 3, "throughput_examples": 64, "energy_rounds": 2, "energy_examples": 8},
+        "measure": {"runs": 20, "warmup": 3, "throughput_examples": 64, "energy_rounds": 2, "energy_seconds": 0.5},
     },
 }
 SAMPLE_PRESET = "demo"  # what a run on the built-in sample (no data folder) uses unless told otherwise

@@ -1,15 +1,21 @@
 """Energy meters behind one interface, each labelled with its method, and carbon from energy.
 
-- ``rapl``: Intel/AMD RAPL package counters under /sys/class/powercap (measured; counters wrap).
-- ``nvml``: an NVIDIA GPU's total-energy counter (measured).
-- ``estimate``: CodeCarbon's offline estimate from CPU model and load, where no counter can be read.
+- ``rapl``: Intel/AMD RAPL package counters under /sys/class/powercap (measured; counters wrap). They count the
+  whole package, so :mod:`avatar.measure` subtracts an idle baseline measured the same way.
+- ``nvml``: an NVIDIA GPU's total-energy counter (measured; idle baseline subtracted likewise).
+- ``estimate``: where no counter can be read, CodeCarbon's process model: power = the CPU's TDP x the process's
+  share of the machine's CPU time, so energy = TDP x process CPU-seconds / logical CPUs. The CPU-seconds come
+  from the process's own CPU clock (nanoseconds), not from CodeCarbon's once-a-second sampling, so blocks of a
+  few seconds resolve. It is a model, not a measurement: it says how the CPU time of two models compares.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +29,7 @@ J_PER_KWH = 3.6e6
 
 class EnergyMeter(Protocol):
     method: str  # "rapl" | "nvml" | "estimate": how the joules were obtained
+    counts_idle: bool  # the counter includes what the machine draws at rest: subtract an idle baseline
 
     def start(self) -> None: ...
 
@@ -33,6 +40,7 @@ class EnergyMeter(Protocol):
 
 class RaplMeter:
     method = "rapl"
+    counts_idle = True
 
     def __init__(self, root: Path = POWERCAP):
         # top-level zones only ("intel-rapl:0", not "intel-rapl:0:0"): sub-zones are already inside a package
@@ -69,6 +77,7 @@ class RaplMeter:
 
 class NvmlMeter:
     method = "nvml"
+    counts_idle = True
 
     def __init__(self, device: int = 0):
         import pynvml
@@ -95,45 +104,42 @@ class NvmlMeter:
         return (self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) - self._start) / 1e3
 
 
-class CodeCarbonEstimate:
-    method = "estimate"
+def cpu_tdp_watts() -> float:
+    """The CPU's thermal design power as CodeCarbon knows it (its CPU table, else its per-thread default)."""
+    from codecarbon.core.cpu import TDP
 
-    def __init__(self) -> None:
-        self._tracker = None
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)  # it warns when it falls back to its default
+    return float(TDP().tdp)
+
+
+class CpuTimeEstimate:
+    method = "estimate"
+    counts_idle = False  # only this process's CPU time is counted: nothing to subtract
+    model = "TDP x process CPU-seconds / logical CPUs (CodeCarbon's process model)"
+
+    def __init__(self, watts: float | None = None, cpus: int | None = None, cpu_clock: Callable[[], float] = time.process_time):
+        self.watts = cpu_tdp_watts() if watts is None else watts
+        self.cpus = cpus or os.cpu_count() or 1
+        self._clock = cpu_clock
+        self._start = 0.0
 
     def start(self) -> None:
-        from codecarbon import OfflineEmissionsTracker
-
-        logging.getLogger("codecarbon").setLevel(logging.ERROR)
-        self._tracker = OfflineEmissionsTracker(
-            country_iso_code="USA",  # only its own emission figure depends on this; Avatar computes carbon itself
-            output_methods=[],  # write no CSV; Avatar reports the figure itself
-            log_level="error",
-            tracking_mode="process",
-            measure_power_secs=1,
-        )
-        self._tracker.start()
+        self._start = self._clock()
 
     def stop(self) -> float:
-        self._tracker.stop()
-        data = self._tracker.final_emissions_data
-        kwh = getattr(data, "energy_consumed", None)
-        # CodeCarbon logs its failures and carries on, so check what came back instead of trusting it
-        if kwh is None or not math.isfinite(kwh) or kwh <= 0:
-            raise AvatarError(f"CodeCarbon returned no usable energy figure ({kwh!r})")
-        return float(kwh) * J_PER_KWH
+        return self.watts * (self._clock() - self._start) / self.cpus
 
 
-METERS = (RaplMeter, NvmlMeter, CodeCarbonEstimate)  # every backend, most direct first
+METERS = (RaplMeter, NvmlMeter, CpuTimeEstimate)  # every backend, most direct first
 
 
 def pick_meter(gpu: bool = False) -> EnergyMeter:
-    """The most direct meter this machine offers: a hardware counter if any, else CodeCarbon's estimate."""
+    """The most direct meter this machine offers: a hardware counter if any, else the CPU-time estimate."""
     if gpu and NvmlMeter.available():
         return NvmlMeter()
     if RaplMeter.available():
         return RaplMeter()
-    return CodeCarbonEstimate()
+    return CpuTimeEstimate()
 
 
 def _energy_mix() -> dict:

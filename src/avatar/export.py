@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from avatar import __version__
-from avatar._io import atomic_dir, sha256_file, write_json_atomic
+from avatar._io import METRICS, atomic_dir, sha256_file, write_json_atomic, write_text_atomic
+from avatar.card import CARD, model_card
 from avatar.cost import MB
 from avatar.errors import AvatarError
 from avatar.graphcodebert import MODEL_TYPE_KEY
@@ -143,9 +144,9 @@ def graph_and_data_files(path: Path) -> list[Path]:
 
 
 def parity(model: Classifier, tokenizer, task: Task, exported: ExportedModel, examples: Sequence[Example]) -> dict:
-    """Compare the export's P(class 1) with PyTorch's on ``examples``."""
+    """Compare the export's P(class 1) with PyTorch's on ``examples`` (both uncalibrated softmax)."""
     reference = positive_probability(predict_logits(model, encode(tokenizer, examples, model_max_length(model))))
-    got = exported.probabilities([ex.texts for ex in examples])
+    got = positive_probability(exported.logits([ex.texts for ex in examples]))
     diff = np.abs(got - reference)
     diff[~np.isfinite(got)] = np.inf  # a NaN compares false with any bound: count it as the worst difference
     return {
@@ -156,11 +157,52 @@ def parity(model: Classifier, tokenizer, task: Task, exported: ExportedModel, ex
     }
 
 
-def export(model_dir: Path, out: Path, examples: Sequence[Example], config: ExportConfig = ExportConfig()) -> dict:
-    """Write the export folder ``out`` for the model folder ``model_dir``; return its manifest."""
+def decision(task: Task, exported: ExportedModel, valid: Sequence[Example], test: Sequence[Example],
+             target_precision: float | None) -> dict:
+    """The export's calibration and threshold (chosen on ``valid``), precision/recall at it on both splits, and
+    its test scores with their intervals and baseline, all through the runtime that ``avatar scan`` uses."""
+    from avatar.decision import decide
+    from avatar.stats import baseline, bootstrap_intervals, learned_nothing
+
+    def margin_and_labels(examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
+        logits = exported.logits([ex.texts for ex in examples]).astype(np.float64)
+        return logits[:, 1] - logits[:, 0], np.array([ex.label for ex in examples])
+
+    (vm, vy), (tm, ty) = margin_and_labels(valid), margin_and_labels(test)
+    out = decide(vm, vy, tm, ty, target_precision)
+    preds = (tm > 0).astype(int)
+    scores = {
+        **task.metrics(ty.tolist(), preds.tolist(), tm.tolist()),
+        "examples": len(ty),
+        "interval95": bootstrap_intervals(task, ty, preds, tm),
+        "baseline": baseline(task, ty),
+        "prediction_spread": float(np.std(positive_probability(np.stack([np.zeros_like(tm), tm], axis=1)))),
+    }
+    out["scores"] = scores
+    out["learned_nothing"] = learned_nothing(scores, task.main_metric)
+    return out
+
+
+def _read_metrics(model_dir: Path) -> dict | None:
+    """The model folder's training record, for the model card (None when it has none that reads)."""
+    import json
+
+    try:
+        return json.loads((Path(model_dir) / METRICS).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def export(model_dir: Path, out: Path, test: Sequence[Example], valid: Sequence[Example], config: ExportConfig = ExportConfig(),
+           about: dict | None = None) -> dict:
+    """Write the export folder ``out`` for the model folder ``model_dir``; return its manifest.
+
+    ``test`` gives the parity examples (its first ``config.parity_examples``) and the reported test figures,
+    ``valid`` the calibration and threshold; ``about`` (``data``, ``teacher``) goes into the model card.
+    """
     check_settings(config)
-    if not examples:
-        raise AvatarError("the parity check needs at least one example")
+    if not test or not valid:
+        raise AvatarError("an export needs test examples (parity, test figures) and validation examples (threshold)")
     task = saved_task(model_dir)
     model, tokenizer = load_classifier(model_dir, task)
     if getattr(model.config, MODEL_TYPE_KEY, None) == "graphcodebert":
@@ -170,7 +212,7 @@ def export(model_dir: Path, out: Path, examples: Sequence[Example], config: Expo
     if not getattr(tokenizer, "is_fast", False):
         raise AvatarError("the model's tokenizer has no tokenizer.json (fast tokenizer); the runtime needs one", model_dir)
     max_length = model_max_length(model)
-    examples = list(examples[: config.parity_examples])
+    examples = list(test[: config.parity_examples])
     precisions = ["fp32", "int8"] if config.int8 else ["fp32"]
     out = Path(out)
     if (out / MANIFEST).is_file():
@@ -204,6 +246,7 @@ def export(model_dir: Path, out: Path, examples: Sequence[Example], config: Expo
             "max_length": max_length,
             "pad_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
             "precisions": precisions,
+            "parameters": sum(p.numel() for p in model.parameters()),
             "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files},
             "sizes": sizes,
             "source": str(Path(model_dir).resolve()),
@@ -224,7 +267,9 @@ def export(model_dir: Path, out: Path, examples: Sequence[Example], config: Expo
                     f"{result['max_prob_diff']:.4g} (allowed {bound:g}), agreement {result['agreement']:.4f} "
                     f"(required {agreement:g}); nothing written ({remedy})", out
                 )
+        manifest["decisions"] = {p: decision(task, ExportedModel(tmp, p), valid, test, config.target_precision) for p in precisions}
         manifest["config"] = asdict(config)
         write_json_atomic(tmp / MANIFEST, manifest)
+        write_text_atomic(tmp / CARD, model_card(manifest, _read_metrics(model_dir), about or {}))
     log.info("exported %s to %s", model_dir, out)
     return manifest

@@ -239,29 +239,40 @@ def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: S
     return run.stage("student", {"soft_labels": labels.key, "choice": choice.key, "settings": asdict(config)}, ["student/model.safetensors"], fn)
 
 
-def export_stage(run: Run, data: TaskData, student: Stage, config: ExportConfig) -> Stage:
-    """The student in ONNX (and int8) for the torch-free runtime, parity-checked on the test split: ``RUN/onnx/``."""
+def export_stage(run: Run, data: TaskData, student: Stage, config: ExportConfig, about: dict) -> Stage:
+    """The student in ONNX (and int8) for the torch-free runtime, parity-checked on the test split, calibrated and
+    thresholded on validation, with its model card: ``RUN/onnx/``."""
     from avatar.export import export
     from avatar.runtime.model import MANIFEST, RUN_EXPORT
 
     def fn() -> dict:
-        manifest = export(run.root / "student", run.root / RUN_EXPORT, data.test, config)
-        return {"sizes": {p: s["bytes"] for p, s in manifest["sizes"].items()}, "parity": manifest["parity"]}
+        manifest = export(run.root / "student", run.root / RUN_EXPORT, data.test, data.valid, config, about)
+        return {"sizes": {p: s["bytes"] for p, s in manifest["sizes"].items()}, "parity": manifest["parity"],
+                "decisions": {p: {k: d[k] for k in ("threshold", "rule", "validation", "test", "learned_nothing")}
+                              for p, d in manifest["decisions"].items()}}
 
-    return run.stage("export", {"student": student.key, "settings": asdict(config)}, [f"{RUN_EXPORT}/{MANIFEST}"], fn)
+    inputs = {"student": student.key, "settings": asdict(config), "about": about}
+    return run.stage("export", inputs, [f"{RUN_EXPORT}/{MANIFEST}"], fn)
 
 
-def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student: Stage, config: MeasureConfig, seed: int) -> Stage:
-    """Teacher, student (and reference architectures) measured side by side: ``RUN/metrics.json``."""
-    from avatar.measure import ARCH_PREFIX, load_subjects, measure, ratios
+def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student: Stage, exported: Stage,
+                  config: MeasureConfig, seed: int) -> Stage:
+    """Teacher, student, the exported student through onnxruntime (and reference architectures) measured side by
+    side: ``RUN/metrics.json``."""
+    from avatar.measure import ARCH_PREFIX, ONNX_PREFIXES, load_subjects, measure, ratios
+    from avatar.runtime.model import RUN_EXPORT, read_manifest
 
     def fn() -> dict:
-        specs = [str(teacher_dir(run, teacher)), str((run.root / "student").resolve()), *(ARCH_PREFIX + a for a in config.architectures)]
-        subjects = load_subjects(specs, task, data.test, config, seed)
-        results = measure(subjects, task, config)
-        for r, role in zip(results, ["teacher", "student", *config.architectures]):
+        onnx = run.root / RUN_EXPORT
+        precisions = read_manifest(onnx)["precisions"]
+        deployed = [(prefix + str(onnx.resolve()), f"student, ONNX {p}") for prefix, p in ONNX_PREFIXES.items() if p in precisions]
+        specs = [(str(teacher_dir(run, teacher)), "teacher"), (str((run.root / "student").resolve()), "student"), *deployed,
+                 *((ARCH_PREFIX + a, a) for a in config.architectures)]
+        results = measure(load_subjects([s for s, _ in specs], task, data.test, config, seed), task, config)
+        for r, (_, role) in zip(results, specs):
             r["role"] = role
-        teacher_r, student_r, *archs = results
+        teacher_r, student_r = results[:2]
+        archs = results[2 + len(deployed):]
         doc = {
             "task": task.name,
             "main_metric": task.main_metric,
@@ -272,7 +283,7 @@ def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student:
         write_json_atomic(run.root / "metrics.json", doc)
         return {"student_vs_teacher": doc["student_vs_teacher"]}
 
-    inputs = {"teacher": teacher.key, "student": student.key, "settings": asdict(config), "seed": seed}
+    inputs = {"teacher": teacher.key, "student": student.key, "export": exported.key, "settings": asdict(config), "seed": seed}
     return run.stage("measure", inputs, ["metrics.json"], fn)
 
 
@@ -330,7 +341,9 @@ def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> di
     stages |= search_stages(run, task, space, config.search, data_dir, config.seed, run.root / "soft_labels.json",
                             space_done=stages["space"])
     stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], config.distill, progress)
-    stages["export"] = export_stage(run, data, stages["student"], config.export)
-    stages["measure"] = measure_stage(run, task, data, stages["teacher"], stages["student"], config.measure, config.seed)
+    about = {"data": f"{config.task} data in {data_dir}" if data_dir else f"the built-in {config.task} sample (a few hundred examples)",
+             "teacher": config.teacher + (" (fine-tuned elsewhere)" if config.teacher_finetuned else ", fine-tuned by this run")}
+    stages["export"] = export_stage(run, data, stages["student"], config.export, about)
+    stages["measure"] = measure_stage(run, task, data, stages["teacher"], stages["student"], stages["export"], config.measure, config.seed)
     stages["report"] = report_stage(run, list(stages.values()))
     return stages

@@ -13,6 +13,7 @@ from pathlib import Path
 from avatar._io import write_text_atomic
 from avatar.cost import MB
 from avatar.errors import AvatarError
+from avatar.stats import BASELINE_RULE
 
 ORDER = ("space", "teacher", "soft_labels", "indicator", "latency", "pareto", "choose", "student", "export", "measure")
 PLOTS = {"pareto": "pareto.png", "comparison": "comparison.png", "space": "space.png", "indicator": "indicator.png"}
@@ -42,9 +43,11 @@ def _save(fig, path: Path) -> None:
 
 def headline(metrics: dict) -> tuple[list[str], list[list[str]]]:
     """Columns and rows of the teacher-vs-student table (also printed by ``avatar compress``)."""
+    from avatar._render import energy_cell
+
     main = metrics["main_metric"]
     results = metrics["results"]
-    columns = ["", *(r["role"] if r["role"] in ("teacher", "student") else f"{r['role']} (random weights)" for r in results)]
+    columns = ["", *(r["role"] if r["test"] is not None else f"{r['role']} (random weights)" for r in results)]
 
     def row(label: str, fn) -> list[str]:
         return [label, *(fn(r) for r in results)]
@@ -55,35 +58,70 @@ def headline(metrics: dict) -> tuple[list[str], list[list[str]]]:
         lo_hi = r["test"].get("interval95", {}).get(main)
         return f"{r['test'][main]:.4f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
 
+    n = results[0]["inputs"]["functions"]
     rows = [
         row(f"test {main} [95 % interval]", scored),
-        row(f"majority-class {main}", lambda r: "n/a" if r["test"] is None or "majority_baseline" not in r["test"]
-            else f"{r['test']['majority_baseline'][main]:.4f}"),
-        row("parameters", lambda r: f"{r['parameters']:,}"),
-        row("size MB (fp32 weights)", lambda r: f"{r['size_mb']:.2f}"),
+        row(f"{BASELINE_RULE[main]} baseline {main}", lambda r: "n/a" if r["test"] is None else f"{r['test']['baseline'][main]:.4f}"),
+        row("parameters", lambda r: "-" if r["parameters"] is None else f"{r['parameters']:,}"),
+        row("size MB (fp32 weights; ONNX: its files)", lambda r: f"{r['size_mb']:.2f}"),
+        row(f"tokens per input (mean over the same {n} test functions)", lambda r: f"{r['inputs']['tokens_per_input']:.0f}"),
         row("latency ms p50 (batch 1)", lambda r: f"{r['latency_ms']['median']:.2f}"),
-        row("examples/s (batch 32)", lambda r: f"{r['throughput']['examples_per_second']:.1f}"),
-        row("energy J/example", lambda r: f"{r['energy']['joules_per_example']:.4g} ({r['energy']['method']})"),
-        row("gCO2e / 1000 examples", lambda r: f"{r['carbon']['grams_per_1000_examples']:.4g} ({r['energy']['method']})"),
+        row(f"examples/s (batch {results[0]['throughput']['batch_size']})", lambda r: f"{r['throughput']['examples_per_second']:.1f}"),
+        row("energy J/example", energy_cell),
+        row("gCO2e / 1000 examples", lambda r: f"{r['carbon']['grams_per_1000_examples']:.4g} ({r['energy']['method']})"
+            if r["energy"].get("resolved", True) else "unresolved"),
     ]
     return columns, rows
 
 
 def ratio_sentence(q: dict) -> str:
-    """How many times smaller, faster and less energy-hungry, from :func:`avatar.measure.ratios`: the one wording."""
+    """How many times smaller, faster and less energy-hungry, from :func:`avatar.measure.ratios`: the one wording,
+    with what was held equal."""
     from avatar._render import times as x
 
-    return f"{x(q['size_x'])} smaller, {x(q['latency_x'])} faster, {x(q['energy_x'])} less energy ({q['energy_method']})"
+    basis = q.get("size_basis", ["fp32 weights"] * 2)
+    size = f"{x(q['size_x'])} smaller ({basis[0]})" if basis[0] == basis[1] else f"{x(q['size_x'])} smaller ({basis[1]} vs {basis[0]})"
+    energy = (f"{x(q['energy_x'])} less energy ({q['energy_method']})" if q["energy_x"] is not None
+              else f"energy difference not resolved by the {q['energy_method']} method")
+    text = f"{size}, {x(q['latency_x'])} faster, {energy}"
+    if "equal" in q:
+        e = q["equal"]
+        a, b = e["tokens_per_input"]
+        text += (f" (at equal input: the same {e['functions']} test functions, batch {e['batch_size']}, {e['threads']} threads; "
+                 f"{a:.0f} vs {b:.0f} tokens per input)")
+    return text
 
 
 def ratio_lines(metrics: dict) -> list[str]:
+    """Student vs teacher and vs each reference architecture, then a plain line for any model that learned nothing."""
     lines = []
     for ref, q in [("the teacher", metrics["student_vs_teacher"]), *metrics["student_vs_architectures"].items()]:
         diff = f"; {metrics['main_metric']} {q['score_difference']:+.4f}" if "score_difference" in q else ""
         if "mcnemar" in q:  # whether the two err on different examples more than chance would
             diff += f" (McNemar p = {q['mcnemar']['p_value']:.3g} on the same test examples)"
         lines.append(f"student vs {ref}: {ratio_sentence(q)}{diff}")
+    return lines + nothing_lines(metrics)
+
+
+def decision_lines(manifest_or_result: dict) -> list[str]:
+    """Per precision of an export: its threshold, how it was chosen, precision/recall at it; and a plain line when
+    the exported model learned nothing. Reads an export manifest or the export stage's result alike."""
+    lines = []
+    for p, d in manifest_or_result["decisions"].items():
+        v, t = d["validation"], d["test"]
+        lines.append(f"{p} threshold {d['threshold']:.4g} ({d['rule']}): precision {v['precision']:.3f}, recall {v['recall']:.3f} "
+                     f"on validation; precision {t['precision']:.3f}, recall {t['recall']:.3f} on test")
+        if d.get("learned_nothing"):
+            lines.append(f"The exported {p} model {d['learned_nothing']}.")
     return lines
+
+
+def nothing_lines(metrics: dict) -> list[str]:
+    """"The student has learned nothing ...": one line for each scored model whose test results show no learning."""
+    from avatar.stats import learned_nothing
+
+    return [f"The {r['role']} {why}." for r in metrics["results"]
+            if r["test"] is not None and (why := learned_nothing(r["test"], metrics["main_metric"]))]
 
 
 def _md_table(columns: list[str], rows: list[list[str]]) -> list[str]:
@@ -111,7 +149,7 @@ def _plot_pareto(plt, pareto: dict, choice: dict | None, path: Path) -> None:
 def _plot_comparison(plt, metrics: dict, path: Path) -> None:
     results = metrics["results"]
     names = [r["role"] for r in results]
-    colours = ["#4c72b0" if r["role"] == "teacher" else "#dd8452" if r["role"] == "student" else "#999999" for r in results]
+    colours = ["#4c72b0" if r["role"] == "teacher" else "#dd8452" if r["role"].startswith("student") else "#999999" for r in results]
     panels = [
         ("size (MB, fp32)", [r["size_mb"] for r in results], True),
         ("latency (ms, batch 1)", [r["latency_ms"]["median"] for r in results], True),
@@ -192,10 +230,10 @@ def write_report(run: Path) -> dict:
         columns, rows = headline(metrics)
         lines += ["## Teacher vs student (measured side by side on this machine)", "", *_md_table(columns, rows), ""]
         lines += [f"- {line}" for line in ratio_lines(metrics)]
-        r0 = metrics["results"][0]
+        from avatar._render import footer
+
         lines += [
-            f"- {r0['latency_ms']['threads']} CPU threads; latency over {r0['latency_ms']['runs']} interleaved runs; energy method "
-            f"`{r0['energy']['method']}`; carbon at {r0['carbon']['g_per_kwh']} g/kWh ({r0['carbon']['region']}: {r0['carbon']['source']}).",
+            f"- {footer(metrics['results'])}.",
             "", f"![teacher vs student]({PLOTS['comparison']})", "",
         ]
         _plot_comparison(plt, metrics, run / PLOTS["comparison"])
@@ -224,6 +262,9 @@ def write_report(run: Path) -> dict:
                 for p, q in exported["parity"].items()]
         lines += _md_table(["precision", "size MB (graph + data + tokenizer)", "test examples", "max probability difference vs PyTorch",
                             "agreement"], rows) + [""]
+        if "decisions" in exported:
+            lines += ["Decision threshold of `avatar scan` / `avatar clones` (probabilities calibrated on validation; the model "
+                      "card is `onnx/README.md`):", "", *(f"- {line}" for line in decision_lines(exported)), ""]
 
     if pareto:
         lines += ["## Search", "", f"{len(pareto['rows'])} Pareto-optimal configurations found by {pareto.get('algorithm', 'nsga2')} "

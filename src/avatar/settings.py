@@ -145,11 +145,12 @@ class MeasureConfig:
     threads: int | None = None  # torch CPU threads (none: what torch uses by default)
     throughput_batch: int = 32  # batch size of the throughput figure
     throughput_examples: int = 128  # examples pushed through for the throughput figure
-    energy_rounds: int = 3  # interleaved energy blocks per model
-    energy_examples: int = 16  # batch-1 passes per energy block
+    energy_rounds: int = 3  # energy blocks per model, interleaved round by round with the other models
+    energy_seconds: float = 2.0  # wall time of one energy block: batch-1 passes run until it is up
     country: str | None = None  # ISO alpha-3 code for carbon intensity (none: world mean)
     eval_limit: int | None = None  # score on at most this many test examples (stratified, seeded)
     architectures: list[str] = field(default_factory=lambda: ["codebert-base"])  # measured beside teacher and student, random weights (costs only)
+    architecture_tokens: int = 400  # an architecture reads each test function at its real tokenisation's length, capped here (CodeXGLUE's block size)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class ExportConfig:
     max_prob_diff: float = 0.1  # int8: largest allowed |P(class 1) - PyTorch's| over the parity examples
     min_agreement: float = 0.95  # int8: smallest allowed share of examples predicted the same as PyTorch
     external_data_mb: float = 1024.0  # weights above this go to a side file (protobuf files stop at 2 GB)
+    target_precision: float | None = None  # scan/clones threshold: the lowest whose validation precision reaches this (none: the best validation F1)
 
 
 # The allowed range of every numeric setting, by name: a name means the same quantity in every section (the
@@ -173,8 +175,10 @@ RANGES = {
     "sample_limit": (1, 10**9), "sample_eval_limit": (1, 10**9), "budget_mb": (1e-6, 1e6), "max_gflops": (1e-9, 1e9),
     "min_head_dim": (1, 4_096), "samples": (3, 100_000), "latency_architectures": (3, 10_000), "population": (2, 100_000),
     "generations": (1, 100_000), "workers": (1, 4_096), "threads": (1, 4_096), "runs": (1, 10**6), "warmup": (0, 10**6),
-    "throughput_examples": (1, 10**7), "energy_rounds": (1, 10_000), "energy_examples": (1, 10**6),
+    "throughput_examples": (1, 10**7), "energy_rounds": (1, 10_000), "energy_seconds": (0.01, 3_600.0),
+    "architecture_tokens": (3, 100_000),
     "parity_examples": (1, 10**7), "max_prob_diff": (0.0, 1.0), "min_agreement": (0.0, 1.0), "external_data_mb": (0.0, 1e6),
+    "target_precision": (0.0, 1.0),
 }
 
 

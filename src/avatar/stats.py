@@ -1,4 +1,4 @@
-"""How much a score can be trusted: the majority-class baseline, bootstrap intervals, a paired test.
+"""How much a score can be trusted: the constant-prediction baseline, bootstrap intervals, a paired test.
 
 A test-set score is a sample: on Devign's 2,732 test functions accuracy has a standard error near one point,
 so a difference of a few tenths between teacher and student says nothing by itself. Every score is shown with
@@ -13,11 +13,34 @@ BOOTSTRAP_SAMPLES = 1000  # resamples of the test set per interval
 LEVEL = 0.95  # coverage of the intervals
 
 
-def majority_baseline(task, labels) -> dict[str, float]:
-    """The scores of always predicting the most frequent test label (what a model that learned nothing gets)."""
+BASELINE_RULE = {"accuracy": "majority-class", "f1": "always-positive"}  # the constant prediction that scores best
+SPREAD_FLOOR = 0.01  # a model whose P(class 1) varies less than this over the test set (sd) says the same of everything
+
+
+def baseline(task, labels) -> dict[str, float]:
+    """What a model that learned nothing gets: the best constant prediction's score on these labels (accuracy:
+    the majority class; F1 of class 1: always predicting it)."""
     labels = np.asarray(labels)
     majority = int(np.bincount(labels, minlength=2).argmax())
-    return {k: v for k, v in task.metrics(labels.tolist(), [majority] * len(labels)).items() if k in ("accuracy", "f1")}
+    return {
+        "accuracy": task.metrics(labels.tolist(), [majority] * len(labels))["accuracy"],
+        "f1": task.metrics(labels.tolist(), [1] * len(labels))["f1"],
+    }
+
+
+def learned_nothing(scores: dict, metric: str) -> str | None:
+    """"has learned nothing ...: why", when test ``scores`` (as measurement and export record them) show no
+    learning; else None. The caller puts the model's name in front."""
+    spread = scores.get("prediction_spread")
+    if spread is not None and spread < SPREAD_FLOOR:
+        return (f"has learned nothing usable: its predictions barely vary over the {scores['examples']} test examples "
+                f"(sd of the probability {spread:.3g}), so it gives every input nearly the same score")
+    lo, hi = scores["interval95"][metric]
+    floor = scores["baseline"][metric]
+    if lo <= floor:
+        return (f"has learned nothing measurable: its test {metric} interval [{lo:.3f}, {hi:.3f}] reaches the "
+                f"{BASELINE_RULE[metric]} baseline {floor:.4f}")
+    return None
 
 
 def bootstrap_intervals(task, labels, preds, scores, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> dict[str, list[float]]:

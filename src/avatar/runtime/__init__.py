@@ -7,6 +7,7 @@ reverse.
 """
 
 TASK_LANGUAGE = {"defect": "c", "clone": "java"}  # the language a task's code is in: Devign is C, BigCloneBench Java
+TASK_DATASET = {"defect": "Devign", "clone": "BigCloneBench"}  # the CodeXGLUE data set each task's layout and sample come from
 TASK_COMMAND = {"defect": "scan", "clone": "clones"}  # the avatar command that uses a task's exported model
 # packages only the training install has ([train] extra): the runtime must run without any of them
 TRAINING_MODULES = ("torch", "transformers", "sklearn", "safetensors", "z3", "pymoo", "codecarbon", "matplotlib", "onnx",

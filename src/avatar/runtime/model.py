@@ -134,6 +134,7 @@ class ExportedModel:
         if precision not in available:
             raise AvatarError(f"this export has no {precision} model (it has {', '.join(available) or 'none'})", self.folder)
         self.precision = precision
+        self.decision: dict | None = manifest.get("decisions", {}).get(precision)  # calibration and threshold (avatar.decision)
         graphs = graph_files(self.num_inputs, precision)
         sizes = manifest.get("sizes", {}).get(precision, {})
         listed = sizes.get("files") if isinstance(sizes, dict) else None
@@ -177,7 +178,9 @@ class ExportedModel:
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Clone models: the encoder's first-token vector of each function (N, H)."""
         self._need(2, "embed")
-        tokens = self.encode(texts)
+        return self._embed_tokens(self.encode(texts), batch_size)
+
+    def _embed_tokens(self, tokens: list[list[int]], batch_size: int) -> np.ndarray:
         out: np.ndarray | None = None
         for b in self._batches(tokens, batch_size):
             vec = self._run("encoder", {"input_ids": b.ids, "attention_mask": b.mask})  # (B, H)
@@ -200,21 +203,43 @@ class ExportedModel:
         for ex in examples:
             if len(ex) != self.num_inputs:
                 raise AvatarError(f"a {self.task} model reads {self.num_inputs} function(s) per example, got {len(ex)}")
+        flat = self.encode([text for ex in examples for text in ex])
+        return self.logits_of_tokens([flat[k : k + self.num_inputs] for k in range(0, len(flat), self.num_inputs)], batch_size)
+
+    def logits_of_tokens(self, examples: Sequence[Sequence[Sequence[int]]], batch_size: int = 32) -> np.ndarray:
+        """Two-class logits (N, 2) of examples given as token ids (per example, per function), as ``encode`` gives."""
         if self.num_inputs == 2:
-            vectors = self.embed([text for ex in examples for text in ex], batch_size)  # (2N, H)
+            vectors = self._embed_tokens([list(t) for ex in examples for t in ex], batch_size)  # (2N, H)
             return self.pair_logits(vectors[0::2], vectors[1::2])
         out = np.zeros((len(examples), 2), dtype=np.float32)
-        for b in self._batches(self.encode([ex[0] for ex in examples]), batch_size):
+        for b in self._batches([list(ex[0]) for ex in examples], batch_size):
             out[b.rows] = self._run("model", {"input_ids": b.ids, "attention_mask": b.mask})
         return out
 
     def probabilities(self, examples: Sequence[Sequence[str]], batch_size: int = 32) -> np.ndarray:
-        """Probability of class 1 (vulnerable / clone) of each example (N,)."""
-        return positive_probability(self.logits(examples, batch_size))
+        """Probability of class 1 (vulnerable / clone) of each example (N,), calibrated on validation when the
+        export was (the softmax of the logits otherwise)."""
+        return self.probability_of_logits(self.logits(examples, batch_size))
+
+    def probability_of_logits(self, logits: np.ndarray) -> np.ndarray:
+        if self.decision is None:
+            return positive_probability(logits)
+        c = self.decision["calibration"]
+        return calibrated(logits[:, 1].astype(np.float64) - logits[:, 0], c["a"], c["b"])
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold chosen on validation at export (0.5 for an export without one)."""
+        return 0.5 if self.decision is None else float(self.decision["threshold"])
 
     def _need(self, num_inputs: int, what: str) -> None:
         if self.num_inputs != num_inputs:
             raise AvatarError(f"{what} needs a clone model; this one is for {self.task}", self.folder)
+
+
+def calibrated(margin: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Platt-scaled P(class 1) from the logit margin (logit 1 - logit 0): what ``avatar export`` fitted on validation."""
+    return 1.0 / (1.0 + np.exp(-np.clip(a * np.asarray(margin, dtype=np.float64) + b, -500, 500)))
 
 
 def positive_probability(logits: np.ndarray) -> np.ndarray:

@@ -19,9 +19,10 @@ from avatar import __version__
 from avatar.errors import AvatarError
 from avatar.runtime.functions import DEFAULT_MAX_BYTES, Function, find_functions
 from avatar.runtime import TASK_COMMAND, TASK_LANGUAGE
-from avatar.runtime.model import ExportedModel, positive_probability
+from avatar.runtime.model import ExportedModel
 
 FORMATS = ("text", "json", "sarif")
+ERROR_AT = 0.9  # calibrated probability from which a SARIF finding is an error rather than a warning
 RULE_ID = "AVATAR-VULN"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -40,6 +41,8 @@ class ScanResult:
     model: str  # the export folder
     precision: str
     warnings: list[str] = field(default_factory=list)
+    decision: dict | None = None  # the export's calibration and threshold with its precision/recall (avatar.decision)
+    threshold_given: bool = False  # the user's --threshold, not the one chosen on validation
 
     @property
     def flagged(self) -> list[Scored]:
@@ -58,9 +61,30 @@ def _collector(warn: Callable[[str], None] | None) -> tuple[list[str], Callable[
     return warnings, note
 
 
-def _check_threshold(threshold: float) -> None:
+def _threshold(threshold: float | None, model: ExportedModel) -> float:
+    """The user's threshold (checked), else the one the export chose on validation."""
+    if threshold is None:
+        return model.threshold
     if not 0.0 <= threshold <= 1.0:  # also refuses nan
         raise AvatarError(f"--threshold must be a probability in [0, 1], got {threshold}")
+    return threshold
+
+
+def threshold_note(threshold: float, given: bool, decision: dict | None) -> str:
+    """Where the threshold comes from and what it means, in words."""
+    if given:
+        return f"threshold {threshold:g} (given)"
+    if decision is None:
+        return f"threshold {threshold:g} (this export has no threshold chosen on validation: re-export it)"
+    v, t = decision["validation"], decision["test"]
+    return (f"threshold {threshold:.4g} ({decision['rule']}; precision {v['precision']:.2f}, recall {v['recall']:.2f} on "
+            f"validation, {t['precision']:.2f} / {t['recall']:.2f} on test)")
+
+
+def model_notice(decision: dict | None) -> str | None:
+    """The plain line for an exported model that learned nothing, or None."""
+    why = (decision or {}).get("learned_nothing")
+    return f"this model {why}; its scores mean nothing" if why else None
 
 
 def _check_task(model: ExportedModel, task: str) -> None:
@@ -68,26 +92,36 @@ def _check_task(model: ExportedModel, task: str) -> None:
         raise AvatarError(f"avatar {TASK_COMMAND[task]} needs a {task} model; this one was trained for {model.task}", model.folder)
 
 
-def scan(paths: Sequence[Path], model: ExportedModel, threshold: float = 0.5, max_bytes: int = DEFAULT_MAX_BYTES,
+def scan(paths: Sequence[Path], model: ExportedModel, threshold: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
          batch_size: int = 32, warn: Callable[[str], None] | None = None) -> ScanResult:
-    """Every function in the C/C++ files under ``paths`` with its probability of being vulnerable."""
-    _check_threshold(threshold)
+    """Every function in the C/C++ files under ``paths`` with its (calibrated) probability of being vulnerable;
+    ``threshold`` defaults to the one the export chose on validation."""
+    given, threshold = threshold is not None, _threshold(threshold, model)
     _check_task(model, "defect")
     warnings, note = _collector(warn)
+    if (notice := model_notice(model.decision)) is not None:
+        note(notice)
     functions, files = find_functions(paths, TASK_LANGUAGE["defect"], note, max_bytes)
     probs = model.probabilities([(f.code,) for f in functions], batch_size) if functions else []
     scored = sorted((Scored(f, float(p)) for f, p in zip(functions, probs)),
                     key=lambda s: (-s.probability, s.function.path, s.function.start_line))
-    return ScanResult(scored, files, threshold, str(model.folder), model.precision, warnings)
+    return ScanResult(scored, files, threshold, str(model.folder), model.precision, warnings, model.decision, given)
 
 
 def scan_text(result: ScanResult) -> str:
     lines = [f"{s.probability:.3f}  {s.function.where}  {s.function.name}" for s in result.flagged]
     lines.append(
-        f"{len(result.flagged)} of {len(result.scored)} function(s) in {result.files} file(s) at or above "
-        f"{result.threshold:g} (model {result.model}, {result.precision})"
+        f"{len(result.flagged)} of {len(result.scored)} function(s) in {result.files} file(s) at or above the "
+        f"{threshold_note(result.threshold, result.threshold_given, result.decision)} (model {result.model}, {result.precision})"
     )
     return "\n".join(lines) + "\n"
+
+
+def _decision_json(decision: dict | None) -> dict | None:
+    if decision is None:
+        return None
+    keep = ("threshold", "rule", "calibration", "validation", "test", "learned_nothing")
+    return {k: decision.get(k) for k in keep}
 
 
 def _function_json(f: Function) -> dict:
@@ -99,6 +133,8 @@ def scan_json(result: ScanResult) -> str:
         "model": result.model,
         "precision": result.precision,
         "threshold": result.threshold,
+        "threshold_given": result.threshold_given,
+        "decision": _decision_json(result.decision),
         "files": result.files,
         "functions": len(result.scored),
         "results": [{**_function_json(s.function), "probability": round(s.probability, 6)} for s in result.flagged],
@@ -116,8 +152,13 @@ def _uri(path: str) -> tuple[str, str | None]:
     return quote(relative.as_posix()), "%SRCROOT%"
 
 
+def _level(result: ScanResult, probability: float) -> str:
+    """error where the calibrated probability reaches ``ERROR_AT``; warning otherwise (and for an uncalibrated export)."""
+    return "error" if result.decision is not None and probability >= ERROR_AT else "warning"
+
+
 def scan_sarif(result: ScanResult) -> str:
-    """SARIF 2.1.0: one rule, one result per flagged function (level error from 0.9, else warning)."""
+    """SARIF 2.1.0: one rule, one result per flagged function (level from the calibrated probability)."""
     results = []
     for s in result.flagged:
         uri, base = _uri(s.function.path)
@@ -125,9 +166,9 @@ def scan_sarif(result: ScanResult) -> str:
         results.append({
             "ruleId": RULE_ID,
             "ruleIndex": 0,
-            "level": "error" if s.probability >= 0.9 else "warning",
+            "level": _level(result, s.probability),
             "message": {"text": f"{s.function.name}: vulnerability probability {s.probability:.3f} "
-                                f"(threshold {result.threshold:g})"},
+                                f"({threshold_note(result.threshold, result.threshold_given, result.decision)})"},
             "locations": [{
                 "physicalLocation": {
                     "artifactLocation": artifact,
@@ -152,6 +193,8 @@ def scan_sarif(result: ScanResult) -> str:
                                                 "vulnerability data such as Devign, gives this function a high probability "
                                                 "of being vulnerable. It is a ranking aid for review, not a proof."},
                     "defaultConfiguration": {"level": "warning"},
+                    "properties": {"threshold": result.threshold, "threshold_given": result.threshold_given,
+                                   "error_from_probability": ERROR_AT, **_rule_properties(result.decision)},
                 }],
             }},
             "invocations": [{
@@ -165,6 +208,16 @@ def scan_sarif(result: ScanResult) -> str:
         }],
     }
     return json.dumps(log, indent=2) + "\n"
+
+
+def _rule_properties(decision: dict | None) -> dict:
+    """The threshold's rule and its precision/recall on validation and test, as SARIF property values."""
+    if decision is None:
+        return {"calibrated": False}
+    v, t = decision["validation"], decision["test"]
+    return {"calibrated": True, "threshold_rule": decision["rule"], "validation_precision": v["precision"],
+            "validation_recall": v["recall"], "test_precision": t["precision"], "test_recall": t["recall"],
+            **({"learned_nothing": decision["learned_nothing"]} if decision.get("learned_nothing") else {})}
 
 
 @dataclass(frozen=True)
@@ -185,18 +238,23 @@ class ClonesResult:
     model: str
     precision: str
     warnings: list[str] = field(default_factory=list)
+    decision: dict | None = None
+    threshold_given: bool = False
 
 
-def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold: float = 0.5, max_pairs: int = 100_000,
+def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold: float | None = None, max_pairs: int = 100_000,
            max_bytes: int = DEFAULT_MAX_BYTES, batch_size: int = 32, warn: Callable[[str], None] | None = None) -> ClonesResult:
     """Java function pairs across ``a`` and ``b`` that the clone model flags. A function is never paired with
     itself, and a pair of functions found on both sides (``a`` and ``b`` the same, or overlapping) is scored
-    once. Each function is encoded once, whatever the number of pairs it is in."""
-    _check_threshold(threshold)
+    once. Each function is encoded once, whatever the number of pairs it is in. ``threshold`` defaults to the one
+    the export chose on validation."""
+    given, threshold = threshold is not None, _threshold(threshold, model)
     if max_pairs < 1:
         raise AvatarError(f"--max-pairs must be at least 1, got {max_pairs}")
     _check_task(model, "clone")
     warnings, note = _collector(warn)
+    if (notice := model_notice(model.decision)) is not None:
+        note(notice)
     left, _ = find_functions(a, TASK_LANGUAGE["clone"], note, max_bytes)
     right, _ = find_functions(b, TASK_LANGUAGE["clone"], note, max_bytes)
     left_keys, right_keys = [_key(f) for f in left], [_key(f) for f in right]
@@ -214,11 +272,12 @@ def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold
         chunk = 65536
         for start in range(0, len(pairs), chunk):
             part = pairs[start : start + chunk]
-            probs = positive_probability(model.pair_logits(np.stack([vectors[left_keys[i]] for i, _ in part]),
+            probs = model.probability_of_logits(model.pair_logits(np.stack([vectors[left_keys[i]] for i, _ in part]),
                                                            np.stack([vectors[right_keys[j]] for _, j in part])))
             found += [ClonePair(left[i], right[j], float(p)) for (i, j), p in zip(part, probs) if p >= threshold]
     found.sort(key=lambda c: (-c.probability, c.a.path, c.a.start_line, c.b.path, c.b.start_line))
-    return ClonesResult(found, len(left), len(right), total, len(pairs), threshold, str(model.folder), model.precision, warnings)
+    return ClonesResult(found, len(left), len(right), total, len(pairs), threshold, str(model.folder), model.precision, warnings,
+                        model.decision, given)
 
 
 def _key(f: Function) -> tuple[str, int, int]:
@@ -244,15 +303,17 @@ def _first_pairs(left: list, right: list, limit: int) -> list[tuple[int, int]]:
 def clones_text(result: ClonesResult) -> str:
     lines = [f"{c.probability:.3f}  {c.a.where} {c.a.name}  ~  {c.b.where} {c.b.name}" for c in result.pairs]
     lines.append(
-        f"{len(result.pairs)} of {result.scored_pairs} scored pair(s) at or above {result.threshold:g} "
+        f"{len(result.pairs)} of {result.scored_pairs} scored pair(s) at or above the "
+        f"{threshold_note(result.threshold, result.threshold_given, result.decision)} "
         f"({result.functions_a} x {result.functions_b} function(s); model {result.model}, {result.precision})"
     )
     return "\n".join(lines) + "\n"
 
 
 def clones_json(result: ClonesResult) -> str:
-    out = {k: getattr(result, k) for k in ("model", "precision", "threshold", "functions_a", "functions_b",
+    out = {k: getattr(result, k) for k in ("model", "precision", "threshold", "threshold_given", "functions_a", "functions_b",
                                            "candidate_pairs", "scored_pairs")}
+    out["decision"] = _decision_json(result.decision)
     out["warnings"] = result.warnings
     out["pairs"] = [{"a": _function_json(c.a), "b": _function_json(c.b), "probability": round(c.probability, 6)}
                     for c in result.pairs]
