@@ -295,3 +295,31 @@ def test_ctrl_c_and_kill_during_the_indicator_stage_leave_nothing_behind(tmp_pat
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     assert all(p.read_text() == text for p, text in kept.items())  # what was finished is untouched
+
+
+def test_compress_from_a_teachers_predictions_runs_no_teacher_model(tmp_path, tiny_encoder, defect_data):
+    from avatar.predictions import import_predictions
+
+    task = get_task("defect")
+    data = task.load(defect_data)
+    predictions = tmp_path / "teacher.jsonl"
+    predictions.write_text("".join(json.dumps({"id": ex.id, "label": ex.label}) + "\n" for ex in data.unlabelled))
+    soft = tmp_path / "soft.json"
+    import_predictions(task, predictions, data.unlabelled, soft)
+    config = avatar.resolve_settings(tiny_compress_toml(tmp_path / "c.toml", defect_data, tiny_encoder),
+                                     {"teacher_labels": str(soft)})
+    run = tmp_path / "run"
+    result = avatar.compress(config, run)
+    assert "teacher" not in result.stages and not (run / "teacher").exists()
+    assert json.loads((run / "soft_labels.json").read_text()) == json.loads(soft.read_text())
+    metrics = result.metrics
+    assert metrics["results"][0]["role"] == "student" and "student_vs_teacher" not in metrics
+    assert result.stages["student"].result["examples"]["train"] == len(data.unlabelled)
+    assert "its predictions, imported into" in (run / "onnx" / "README.md").read_text()
+    assert compress(config, run).stages["soft_labels"].reused
+    # soft labels of other data (here: another seed's split of train) are refused before anything starts
+    with pytest.raises(AvatarError, match="made for other data"):
+        avatar.compress(avatar.resolve_settings(tmp_path / "c.toml", {"teacher_labels": str(soft), "seed": 7}), tmp_path / "run2")
+    assert not (tmp_path / "run2").exists()
+    with pytest.raises(AvatarError, match="cannot be combined with teacher_finetuned"):
+        avatar.resolve_settings(tmp_path / "c.toml", {"teacher_labels": str(soft), "teacher_finetuned": True})

@@ -141,23 +141,35 @@ def finetune(
 
 @app.command("label")
 def label_cmd(
-    teacher: Annotated[Path, typer.Option("--teacher", help="fine-tuned teacher folder")],
     out: Annotated[Path, typer.Option("--out", help="soft-label file to write (JSON)")],
+    teacher: Annotated[Path | None, typer.Option("--teacher", help="fine-tuned teacher folder")] = None,
+    predictions: Annotated[Path | None, typer.Option("--predictions", help="the teacher's predictions made elsewhere "
+                                                     "(.jsonl, .csv, .tsv or CodeXGLUE-style .txt), instead of --teacher")] = None,
     task: TaskOpt = "defect",
     data: DataOpt = None,
     seed: Seed = SEED,
     batch_size: Annotated[int, typer.Option(help="inference batch size")] = _FT.eval_batch_size,
 ) -> None:
-    """Write the teacher's logits on the unlabelled half of train (cached by teacher and data)."""
+    """Write the teacher's logits on the unlabelled half of train (cached by teacher and data), from a teacher
+    folder or from a file of its predictions."""
     from avatar.labels import label
+    from avatar.predictions import import_predictions
     from avatar.tasks import get_task
 
+    if (teacher is None) == (predictions is None):
+        raise AvatarError("give either --teacher (a model folder) or --predictions (a file of its predictions)")
     _at_least(1, batch_size=batch_size)
     t = get_task(task)
     task_data = t.load(data, seed=seed)
-    with _progress() as progress:
-        summary = label(teacher, t, task_data.unlabelled, out, batch_size, progress)
-    console.print(f"{summary['examples']} soft labels ({summary['predicted_positive']} predicted positive) in {out}")
+    if predictions is not None:
+        summary = import_predictions(t, predictions, task_data.unlabelled, out)
+    else:
+        with _progress() as progress:
+            summary = label(teacher, t, task_data.unlabelled, out, batch_size, progress)
+    console.print(f"{summary['examples']} soft labels ({summary['predicted_positive']} predicted positive) in {out}", soft_wrap=True)
+    if summary["kind"] == "label":
+        console.print("hard labels only: the student is distilled with cross-entropy on them ([distill] label_smoothing); "
+                      "the temperature does not apply", soft_wrap=True)
 
 
 @app.command()
@@ -399,7 +411,10 @@ def _compress_config(config_file: Path | None, flags: dict):
         given["data"] = str(Path(given["data"]).resolve())
     if "teacher" in given and Path(given["teacher"]).exists():
         given["teacher"] = str(Path(given["teacher"]).resolve())
-    options = {k: given.pop(k) for k in list(given) if k in ("task", "data", "preset", "teacher", "teacher_finetuned", "budget_mb", "seed")}
+    if "teacher_labels" in given:
+        given["teacher_labels"] = str(Path(given["teacher_labels"]).resolve())
+    options = {k: given.pop(k) for k in list(given)
+               if k in ("task", "data", "preset", "teacher", "teacher_finetuned", "teacher_labels", "budget_mb", "seed")}
     if "epochs" in given:
         options["distill"] = {"epochs": given.pop("epochs")}
     if given:
@@ -413,6 +428,8 @@ def compress(
     data: DataOpt = None,
     teacher: Annotated[str | None, typer.Option("--teacher", help="'minilm' (packaged), a local folder or a hub id [default: minilm]")] = None,
     teacher_finetuned: Annotated[bool | None, typer.Option("--teacher-finetuned", help="the teacher is already fine-tuned: skip fine-tuning")] = None,
+    teacher_labels: Annotated[Path | None, typer.Option("--teacher-labels", help="a soft-label file (avatar label, e.g. from "
+                                                        "--predictions) instead of a teacher model")] = None,
     budget_mb: Annotated[float | None, typer.Option("--budget-mb", help=f"largest student, MB of fp32 weights [default: {BUDGET_MB:g}]")] = None,
     preset: Annotated[str | None, typer.Option(help="budget profile: demo (small, for the built-in sample) [default: demo without --data]")] = None,
     out: Annotated[Path, typer.Option("--out", help="run directory")] = Path("avatar-run"),
@@ -437,7 +454,8 @@ def compress(
     from avatar.pipeline import compress as run_compress
     from avatar.report import decision_lines, headline, ratio_lines
 
-    flags = dict(task=task, data=data, preset=preset, teacher=teacher, teacher_finetuned=teacher_finetuned, budget_mb=budget_mb, seed=seed,
+    flags = dict(task=task, data=data, preset=preset, teacher=teacher, teacher_finetuned=teacher_finetuned, teacher_labels=teacher_labels,
+                 budget_mb=budget_mb, seed=seed,
                  samples=samples, epochs=epochs, objective=objective, algorithm=algorithm, prefer=prefer, executor=executor,
                  workers=workers, ray_address=ray_address)
     config = _compress_config(config_file, flags)

@@ -46,6 +46,7 @@ class CompressConfig:
     preset: str | None = None  # budget profile under this file's options: "demo" (none: the full defaults; the built-in sample takes demo)
     teacher: str = MINILM  # 'minilm' (packaged), a local folder, or a hub id
     teacher_finetuned: bool = False  # the teacher is already fine-tuned on this task: skip fine-tuning
+    teacher_labels: str | None = None  # a soft-label file (avatar label, e.g. --predictions) to distil from: no teacher model runs
     budget_mb: float = BUDGET_MB  # largest student, MB (2^20 bytes) of fp32 weights
     seed: int = SEED  # data split, sampling, search, training
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -70,6 +71,8 @@ class CompressConfig:
             raise AvatarError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.preset is not None and self.preset not in PRESETS:
             raise AvatarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.teacher_labels is not None and self.teacher_finetuned:
+            raise AvatarError("teacher_labels replaces the teacher model: it cannot be combined with teacher_finetuned")
         Space.paper().override(self.space)
         check_settings(self)  # the run-wide numbers
         for name in SECTIONS:
@@ -162,9 +165,9 @@ def resolve(path: Path | None = None, options: dict | None = None) -> CompressCo
     raw, text = ({}, "") if path is None else _read_toml(Path(path))
     options = options or {}
     if path is not None:
-        for key in ("data", "teacher"):
+        for key in ("data", "teacher", "teacher_labels"):
             value = raw.get(key)
-            if isinstance(value, str) and not Path(value).is_absolute() and (key == "data" or (Path(path).parent / value).exists()):
+            if isinstance(value, str) and not Path(value).is_absolute() and (key != "teacher" or (Path(path).parent / value).exists()):
                 raw[key] = str((Path(path).parent / value).resolve())
     preset = options.get("preset", raw.get("preset"))
     if preset is None and options.get("data", raw.get("data")) is None:

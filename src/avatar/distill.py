@@ -1,8 +1,10 @@
 """Distil a student from the teacher's soft labels on the unlabelled half.
 
 Loss: KL(teacher || student) on temperature-softened distributions, scaled by T² so its gradients keep their
-size as T changes, optionally plus alpha times cross-entropy on the teacher's argmax. The student never sees a
-ground-truth training label; the labelled validation split picks its best checkpoint.
+size as T changes, optionally plus alpha times cross-entropy on the teacher's argmax. A teacher known only by
+its hard labels (an imported predictions file) is followed by cross-entropy on them, optionally smoothed: a
+temperature has nothing to soften there. The student never sees a ground-truth training label; the labelled
+validation split picks its best checkpoint.
 """
 
 from __future__ import annotations
@@ -35,14 +37,17 @@ STUDENT_CONFIG = "student_config.json"
 
 
 class DistillationTrainer(Trainer):
-    """A ``Trainer`` whose loss follows the teacher's logits instead of ground-truth labels."""
+    """A ``Trainer`` whose loss follows the teacher's logits (or its hard labels) instead of ground-truth labels."""
 
-    def __init__(self, *args, teacher_logits: np.ndarray, temperature: float, alpha: float, **kwargs):
+    def __init__(self, *args, teacher_logits: np.ndarray | None, temperature: float, alpha: float, label_smoothing: float = 0.0,
+                 **kwargs):
         super().__init__(*args, **kwargs)
-        self.teacher_logits = torch.as_tensor(teacher_logits, dtype=torch.float32)  # (N, 2), rows as train
-        self.temperature, self.alpha = temperature, alpha
+        self.teacher_logits = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)  # (N, 2)
+        self.temperature, self.alpha, self.label_smoothing = temperature, alpha, label_smoothing
 
     def loss(self, logits: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+        if self.teacher_logits is None:  # hard labels: the train set's labels are the teacher's
+            return F.cross_entropy(logits, torch.as_tensor(self.train_data.labels[list(rows)]), label_smoothing=self.label_smoothing)
         teacher = self.teacher_logits[list(rows)]  # (B, 2)
         T = self.temperature
         loss = F.kl_div(
@@ -53,16 +58,19 @@ class DistillationTrainer(Trainer):
         return loss
 
 
-def teacher_view(examples: Sequence[Example], soft_labels: SoftLabels) -> tuple[list[Example], np.ndarray]:
-    """The unlabelled examples as the student sees them: labels replaced by the teacher's predictions."""
+def teacher_view(examples: Sequence[Example], soft_labels: SoftLabels) -> tuple[list[Example], np.ndarray | None]:
+    """The unlabelled examples as the student sees them: labels replaced by the teacher's predictions; with the
+    teacher's logits (None when it gave hard labels only)."""
     if soft_labels.data != fingerprint(examples):
         raise AvatarError("the soft labels were made for other data (or another split of train): label this data first")
-    soft = soft_labels.logits
-    missing = [ex.id for ex in examples if ex.id not in soft]
+    preds = soft_labels.preds
+    missing = [ex.id for ex in examples if ex.id not in preds]
     if missing:
         raise AvatarError(f"soft labels lack {len(missing)} unlabelled example(s), e.g. {missing[0]!r}")
-    logits = np.array([soft[ex.id] for ex in examples], dtype=np.float32)
-    return [Example(ex.id, ex.texts, int(row.argmax())) for ex, row in zip(examples, logits)], logits
+    view = [Example(ex.id, ex.texts, int(preds[ex.id])) for ex in examples]
+    if soft_labels.kind == "label":
+        return view, None
+    return view, np.array([soft_labels.logits[ex.id] for ex in examples], dtype=np.float32)
 
 
 def distill(
@@ -80,7 +88,7 @@ def distill(
     view, all_logits = teacher_view(data.unlabelled, soft_labels)
     train_ex = limit_examples(view, config.limit, config.seed)  # stratified by the teacher's prediction
     row = {ex.id: i for i, ex in enumerate(view)}
-    logits = all_logits[[row[ex.id] for ex in train_ex]]
+    logits = None if all_logits is None else all_logits[[row[ex.id] for ex in train_ex]]
     valid_ex = limit_examples(data.valid, config.eval_limit, config.seed)
     test_ex = limit_examples(data.test, config.eval_limit, config.seed)
 
@@ -108,12 +116,15 @@ def distill(
     checkpoint = Checkpoint(checkpoint_path(out_dir), sha256_json(key))
     trainer = DistillationTrainer(
         model, task, train_config, train, valid, progress=progress, checkpoint=checkpoint,
-        teacher_logits=logits, temperature=config.temperature, alpha=config.alpha,
+        teacher_logits=logits, temperature=config.temperature, alpha=config.alpha, label_smoothing=config.label_smoothing,
     )
     result = trainer.train()
     metrics = {
         "task": task.name,
         "main_metric": task.main_metric,
+        "teacher_kind": soft_labels.kind,
+        "loss": (f"cross-entropy on the teacher's hard labels (label smoothing {config.label_smoothing:g}; the temperature does not apply)"
+                 if logits is None else f"KL at temperature {config.temperature:g}" + (f" + {config.alpha:g} x cross-entropy on the teacher's argmax" if config.alpha else "")),
         "valid": score(task, model, valid),
         "test": score(task, model, test),
         "agreement_with_teacher": _agreement(model, train),

@@ -1,7 +1,9 @@
 """Teacher stage, part two: the teacher's logits on the unlabelled half ("soft labels") for the student.
 
-The file holds raw two-class logits (not probabilities), so distillation can pick its own temperature.
-A result is cached under a key made of the teacher's files and the examples, so asking again costs nothing.
+The file holds raw two-class logits (not probabilities), so distillation can pick its own temperature; one
+imported from a predictions file (``avatar.predictions``) may hold log-odds of probabilities, or hard labels
+only (``kind``). A result is cached under a key made of the teacher's files and the examples, so asking again
+costs nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.progress import Progress
@@ -23,13 +25,20 @@ from avatar.trainer import encode_for, predict_logits
 log = logging.getLogger(__name__)
 
 FORMAT = "avatar-soft-labels/2"
+KINDS = ("logits", "probability", "label")  # what a teacher gave: logits, a probability (stored as log-odds), a label
 
 
 @dataclass
 class SoftLabels:
     data: str  # fingerprint of the examples that were labelled
-    logits: dict[str, list[float]]  # example id -> the teacher's two logits
+    logits: dict[str, list[float]]  # example id -> the teacher's two logits (empty for hard labels)
     key: str = ""  # hash of teacher and data: changes whenever the teacher does
+    kind: str = "logits"  # "logits" | "probability" (logits are its log-odds) | "label" (hard labels only)
+    preds: dict[str, int] = field(default_factory=dict)  # example id -> the teacher's label
+
+    def __post_init__(self) -> None:
+        if not self.preds:  # given logits only: the label is their argmax (ties to class 0, as numpy's)
+            self.preds = {i: int(v[1] > v[0]) for i, v in self.logits.items()}
 
 
 def teacher_hash(teacher_dir: Path) -> str:
@@ -63,24 +72,26 @@ def label(
         data = encode_for(model, tokenizer, examples, task)
         bar = progress.add_task("labelling", total=len(data)) if progress else None
         logits = predict_logits(model, data, batch_size, on_batch=(lambda k: progress.advance(bar, k)) if bar is not None else None)
-        write_json_atomic(
-            cached,
-            {
-                "format": FORMAT,
-                "key": key,
-                "task": task.name,
-                "teacher": str(teacher_dir.resolve()),
-                "max_length": max_length,
-                "data": data_hash,
-                "labels": [
-                    {"id": ex_id, "logits": [round(float(v), 6) for v in row], "pred": int(row.argmax())}
-                    for ex_id, row in zip(data.ids, logits)
-                ],
-            },
-            indent=None,  # tens of thousands of rows: keep the file compact
-        )
+        rows = [(ex_id, [float(v) for v in row], int(row.argmax())) for ex_id, row in zip(data.ids, logits)]
+        write_soft_labels(cached, key=key, task=task.name, teacher=str(teacher_dir.resolve()), data=data_hash, kind="logits",
+                          rows=rows, max_length=max_length)
     copy_atomic(cached, out_file)
     return _summary(out_file, _read(out_file))
+
+
+def write_soft_labels(path: Path, *, key: str, task: str, teacher: str, data: str, kind: str,
+                      rows: list[tuple[str, list[float] | None, int]], max_length: int | None = None) -> dict:
+    """The one writer of soft-label files: (id, logits or None for hard labels, predicted label) per example."""
+    write_json_atomic(
+        path,
+        {
+            "format": FORMAT, "key": key, "task": task, "teacher": teacher, "kind": kind, "max_length": max_length, "data": data,
+            "labels": [{"id": i, **({"logits": [round(v, 6) for v in lg]} if lg is not None else {}), "pred": pred}
+                       for i, lg, pred in rows],
+        },
+        indent=None,  # tens of thousands of rows: keep the file compact
+    )
+    return _summary(path, _read(path))
 
 
 def _check_not_taught_on(teacher_dir: Path, examples: list[Example]) -> None:
@@ -101,7 +112,9 @@ def _check_not_taught_on(teacher_dir: Path, examples: list[Example]) -> None:
 def load_soft_labels(path: Path) -> SoftLabels:
     """Example id -> teacher logits, from a file :func:`label` wrote, with the fingerprint of the data labelled."""
     doc = _read(path)
-    return SoftLabels(doc["data"], {row["id"]: row["logits"] for row in doc["labels"]}, doc["key"])
+    rows = doc["labels"]
+    logits = {} if doc["kind"] == "label" else {row["id"]: row["logits"] for row in rows}
+    return SoftLabels(doc["data"], logits, doc["key"], doc["kind"], {row["id"]: row["pred"] for row in rows})
 
 
 def _read(path: Path) -> dict:
@@ -113,15 +126,18 @@ def _read(path: Path) -> dict:
         raise AvatarError(f"malformed soft-label file ({e.msg})", path, e.lineno) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise AvatarError(f"not an Avatar soft-label file (expected format {FORMAT!r}); make it again with avatar label", path)
+    doc.setdefault("kind", "logits")  # files written before hard labels could be imported
     rows = doc.get("labels")
-    ok = isinstance(doc.get("key"), str) and isinstance(doc.get("data"), str) and isinstance(rows, list)
+    hard = doc["kind"] == "label"
+    ok = isinstance(doc.get("key"), str) and isinstance(doc.get("data"), str) and isinstance(rows, list) and doc["kind"] in KINDS
     ok = ok and all(
-        isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("logits"), list) and len(r["logits"]) == 2
-        and all(isinstance(v, int | float) and math.isfinite(v) for v in r["logits"]) and r.get("pred") in (0, 1)
+        isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("pred") in (0, 1)
+        and (hard or (isinstance(r.get("logits"), list) and len(r["logits"]) == 2
+                      and all(isinstance(v, int | float) and math.isfinite(v) for v in r["logits"])))
         for r in rows
     )
     if not ok:
-        raise AvatarError("damaged soft-label file (missing fields or rows that are not two finite logits)", path)
+        raise AvatarError("damaged soft-label file (missing fields, or rows without a 0/1 label or two finite logits)", path)
     return doc
 
 
@@ -134,4 +150,5 @@ def _read_if_valid(path: Path) -> dict | None:
 
 def _summary(path: Path, doc: dict) -> dict:
     preds = [row["pred"] for row in doc["labels"]]
-    return {"file": str(path), "examples": len(preds), "predicted_positive": sum(preds), "key": doc["key"]}
+    return {"file": str(path), "examples": len(preds), "predicted_positive": sum(preds), "key": doc["key"], "kind": doc["kind"],
+            "teacher": doc.get("teacher")}

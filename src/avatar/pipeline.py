@@ -74,6 +74,32 @@ def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, progress:
     return run.stage("soft_labels", {"teacher": teacher_hash(folder), "data": fingerprint(data.unlabelled)}, ["soft_labels.json"], fn)
 
 
+def check_given_labels(path: Path, data: TaskData):
+    """The soft labels of a file made elsewhere, if they are for this data's unlabelled half."""
+    from avatar.labels import load_soft_labels
+
+    labels = load_soft_labels(path)
+    if labels.data != fingerprint(data.unlabelled):
+        raise AvatarError("these soft labels were made for other data (or another split of train): make them with "
+                          "avatar label on this data and --seed", path)
+    return labels
+
+
+def given_labels_stage(run: Run, data: TaskData, path: Path) -> Stage:
+    """Soft labels made elsewhere (``avatar label``, e.g. from a predictions file), checked against this data and
+    copied in: ``RUN/soft_labels.json``. No teacher model runs."""
+    from avatar._io import copy_atomic, sha256_file
+
+    labels = check_given_labels(path, data)
+
+    def fn() -> dict:
+        copy_atomic(path, run.root / "soft_labels.json")
+        return {"file": str(path), "examples": len(labels.preds), "predicted_positive": sum(labels.preds.values()),
+                "key": labels.key, "kind": labels.kind}
+
+    return run.stage("soft_labels", {"given": sha256_file(path), "data": labels.data}, ["soft_labels.json"], fn)
+
+
 # --- search ----------------------------------------------------------------------------------------------
 
 def space_stage(run: Run, task: Task, space: Space, settings: SearchSettings) -> Stage:
@@ -255,35 +281,38 @@ def export_stage(run: Run, data: TaskData, student: Stage, config: ExportConfig,
     return run.stage("export", inputs, [f"{RUN_EXPORT}/{MANIFEST}"], fn)
 
 
-def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage, student: Stage, exported: Stage,
+def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage | None, student: Stage, exported: Stage,
                   config: MeasureConfig, seed: int) -> Stage:
-    """Teacher, student, the exported student through onnxruntime (and reference architectures) measured side by
-    side: ``RUN/metrics.json``."""
+    """Teacher (when the run has a teacher model), student, the exported student through onnxruntime (and
+    reference architectures) measured side by side: ``RUN/metrics.json``."""
     from avatar.measure import ARCH_PREFIX, ONNX_PREFIXES, load_subjects, measure, ratios
     from avatar.runtime.model import RUN_EXPORT, read_manifest
 
     def fn() -> dict:
         onnx = run.root / RUN_EXPORT
         precisions = read_manifest(onnx)["precisions"]
+        models = [(str(teacher_dir(run, teacher)), "teacher")] if teacher is not None else []
+        models.append((str((run.root / "student").resolve()), "student"))
         deployed = [(prefix + str(onnx.resolve()), f"student, ONNX {p}") for prefix, p in ONNX_PREFIXES.items() if p in precisions]
-        specs = [(str(teacher_dir(run, teacher)), "teacher"), (str((run.root / "student").resolve()), "student"), *deployed,
-                 *((ARCH_PREFIX + a, a) for a in config.architectures)]
+        specs = [*models, *deployed, *((ARCH_PREFIX + a, a) for a in config.architectures)]
         results = measure(load_subjects([s for s, _ in specs], task, data.test, config, seed), task, config)
         for r, (_, role) in zip(results, specs):
             r["role"] = role
-        teacher_r, student_r = results[:2]
-        archs = results[2 + len(deployed):]
+        by_role = {r["role"]: r for r in results}
+        student_r = by_role["student"]
+        archs = results[len(models) + len(deployed):]
         doc = {
             "task": task.name,
             "main_metric": task.main_metric,
             "results": results,
-            "student_vs_teacher": ratios(teacher_r, student_r, task.main_metric),
+            **({"student_vs_teacher": ratios(by_role["teacher"], student_r, task.main_metric)} if teacher is not None else {}),
             "student_vs_architectures": {a["role"]: ratios(a, student_r, task.main_metric) for a in archs},
         }
         write_json_atomic(run.root / "metrics.json", doc)
-        return {"student_vs_teacher": doc["student_vs_teacher"]}
+        return {"student_vs_teacher": doc.get("student_vs_teacher")}
 
-    inputs = {"teacher": teacher.key, "student": student.key, "export": exported.key, "settings": asdict(config), "seed": seed}
+    inputs = {"teacher": None if teacher is None else teacher.key, "student": student.key, "export": exported.key,
+              "settings": asdict(config), "seed": seed}
     return run.stage("measure", inputs, ["metrics.json"], fn)
 
 
@@ -328,22 +357,29 @@ def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> di
     task = get_task(config.task)
     data_dir = None if config.data is None else Path(config.data)
     data = task.load(data_dir, seed=config.seed)
-    if config.teacher_finetuned:  # a teacher that cannot be found stops the run before any stage starts
-        check_model_folder(Path(config.teacher))
-    else:
-        resolve_source(config.teacher)
+    if config.teacher_labels is None:
+        if config.teacher_finetuned:  # a teacher that cannot be found stops the run before any stage starts
+            check_model_folder(Path(config.teacher))
+        else:
+            resolve_source(config.teacher)
+    else:  # soft labels that do not read, or are for other data, stop the run before any stage starts
+        check_given_labels(Path(config.teacher_labels), data)
     write_text_atomic(run.root / "config.toml", to_toml(config))
 
     space = Space.paper().override(config.space)
     stages = {"space": space_stage(run, task, space, config.search)}  # an impossible budget stops the run first
-    stages["teacher"] = teacher_stage(run, task, data, config.finetune, config.teacher if config.teacher_finetuned else None, progress)
-    stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress=progress)
+    if config.teacher_labels is None:
+        stages["teacher"] = teacher_stage(run, task, data, config.finetune, config.teacher if config.teacher_finetuned else None, progress)
+        stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress=progress)
+    else:
+        stages["soft_labels"] = given_labels_stage(run, data, Path(config.teacher_labels))
     stages |= search_stages(run, task, space, config.search, data_dir, config.seed, run.root / "soft_labels.json",
                             space_done=stages["space"])
     stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], config.distill, progress)
     about = {"data": f"{config.task} data in {data_dir}" if data_dir else f"the built-in {config.task} sample (a few hundred examples)",
-             "teacher": config.teacher + (" (fine-tuned elsewhere)" if config.teacher_finetuned else ", fine-tuned by this run")}
+             "teacher": (f"its predictions, imported into {config.teacher_labels}" if config.teacher_labels else
+                         config.teacher + (" (fine-tuned elsewhere)" if config.teacher_finetuned else ", fine-tuned by this run"))}
     stages["export"] = export_stage(run, data, stages["student"], config.export, about)
-    stages["measure"] = measure_stage(run, task, data, stages["teacher"], stages["student"], stages["export"], config.measure, config.seed)
+    stages["measure"] = measure_stage(run, task, data, stages.get("teacher"), stages["student"], stages["export"], config.measure, config.seed)
     stages["report"] = report_stage(run, list(stages.values()))
     return stages

@@ -95,7 +95,8 @@ def ratio_sentence(q: dict) -> str:
 def ratio_lines(metrics: dict) -> list[str]:
     """Student vs teacher and vs each reference architecture, then a plain line for any model that learned nothing."""
     lines = []
-    for ref, q in [("the teacher", metrics["student_vs_teacher"]), *metrics["student_vs_architectures"].items()]:
+    teacher = [("the teacher", metrics["student_vs_teacher"])] if "student_vs_teacher" in metrics else []
+    for ref, q in [*teacher, *metrics["student_vs_architectures"].items()]:
         diff = f"; {metrics['main_metric']} {q['score_difference']:+.4f}" if "score_difference" in q else ""
         if "mcnemar" in q:  # whether the two err on different examples more than chance would
             diff += f" (McNemar p = {q['mcnemar']['p_value']:.3g} on the same test examples)"

@@ -36,6 +36,7 @@ class Example:
     id: str  # stable key: a defect's idx, or "file:line" of a clone pair
     texts: tuple[str, ...]  # what the model reads: one function (defect) or two (clone)
     label: int  # ground truth, 0 or 1
+    function_ids: tuple[str, ...] = ()  # a clone pair's two function ids in data.jsonl (what predictions files name)
 
 
 @dataclass
@@ -253,7 +254,7 @@ class CloneTask(Task):
                     raise AvatarError(f"function id {idx!r} is not in data.jsonl", path, lineno)
             label = _check_label(int(raw_label) if raw_label in ("0", "1") else raw_label, path, lineno, "label")
             # pairs repeat inside BigCloneBench's files, so the line, not the pair, identifies an example
-            yield lineno, Example(f"{path.stem}:{lineno}", (self._functions[a], self._functions[b]), label)
+            yield lineno, Example(f"{path.stem}:{lineno}", (self._functions[a], self._functions[b]), label, (a, b))
 
 
 TASKS: dict[str, type[Task]] = {"defect": DefectTask, "clone": CloneTask}

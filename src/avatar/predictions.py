@@ -1,0 +1,182 @@
+"""Teacher knowledge made elsewhere: a predictions file (a GPU box's CodeBERT, a colleague's model) turned into
+the soft-label file the pipeline distils from, instead of running a teacher here.
+
+Formats, by extension:
+- ``.jsonl``: one object per line, keyed by ``id`` (or ``idx``) for defect and ``idx1``/``idx2`` for clone, with
+  exactly one of ``logits`` (two numbers), ``probability`` (of class 1) or ``label`` (0/1);
+- ``.csv`` / ``.tsv``: a header naming the key columns as above and ``logit0``,``logit1`` or ``probability``
+  or ``label``;
+- ``.txt``: CodeXGLUE's pair-file style without a header, tab-separated: the key column(s) first, the hard label
+  last (``idx1 idx2 [gold] prediction``, as Compressor publishes its teacher's predictions).
+
+Every unlabelled example must be covered, each once: a defect id may appear once; a clone pair as often as the
+unlabelled half has it, always with the same value. Unknown ids, duplicates, non-finite logits, probabilities
+outside [0, 1] and labels other than 0/1 stop the import with one line naming file:line, and nothing is written.
+Hard labels are distilled as what they are (cross-entropy on the label, ``[distill] label_smoothing``): a
+temperature does not apply to them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+from avatar._io import read_text, sha256_file, sha256_json
+from avatar.errors import AvatarError
+from avatar.labels import FORMAT, KINDS, write_soft_labels
+from avatar.tasks import Example, Task, fingerprint
+
+KEY_COLUMNS = {"defect": ("id",), "clone": ("idx1", "idx2")}
+ALIASES = {"idx": "id"}
+VALUE_COLUMNS = {"logits": ("logit0", "logit1"), "probability": ("probability",), "label": ("label",)}
+EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before their log-odds are taken
+
+
+def _key(task: Task, ex: Example) -> tuple[str, ...]:
+    return ex.function_ids if task.num_inputs == 2 else (ex.id,)
+
+
+def _name(key: tuple[str, ...]) -> str:
+    return f"id {key[0]!r}" if len(key) == 1 else f"pair {key[0]}/{key[1]}"
+
+
+def _number(raw, what: str, path: Path, lineno: int) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise AvatarError(f"{what} {raw!r} is not a number", path, lineno) from None
+    if isinstance(raw, bool) or not math.isfinite(value):
+        raise AvatarError(f"{what} {raw!r} is not a finite number", path, lineno)
+    return value
+
+
+def _value(kind: str, raw: list, path: Path, lineno: int) -> tuple[list[float] | None, int]:
+    """(logits or None, predicted label) of one row's raw value(s)."""
+    if kind == "logits":
+        if not isinstance(raw, list) or len(raw) != 2:
+            raise AvatarError("logits must be two numbers (class 0, class 1)", path, lineno)
+        logits = [_number(v, "logit", path, lineno) for v in raw]
+        return logits, int(logits[1] > logits[0])
+    if kind == "probability":
+        p = _number(raw[0], "probability", path, lineno)
+        if not 0.0 <= p <= 1.0:
+            raise AvatarError(f"probability {raw[0]!r} is outside [0, 1]", path, lineno)
+        q = min(max(p, EPS), 1 - EPS)
+        return [0.0, math.log(q / (1 - q))], int(p >= 0.5)
+    value = raw[0]
+    label = value if isinstance(value, int) and not isinstance(value, bool) else str(value).strip()
+    if label not in (0, 1, "0", "1"):
+        raise AvatarError(f"label {value!r} must be 0 or 1", path, lineno)
+    return None, int(label)
+
+
+def _rows_jsonl(task: Task, path: Path, text: str):
+    keys = KEY_COLUMNS[task.name]
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise AvatarError(f"malformed JSON ({e.msg})", path, lineno) from None
+        if not isinstance(obj, dict):
+            raise AvatarError("expected a JSON object", path, lineno)
+        obj = {ALIASES.get(k, k): v for k, v in obj.items()}
+        missing = [k for k in keys if k not in obj]
+        if missing:
+            raise AvatarError(f"missing field {missing[0]!r} (a {task.name} prediction is keyed by {', '.join(keys)})", path, lineno)
+        given = [k for k in KINDS if k in obj]
+        if len(given) != 1:
+            raise AvatarError(f"give exactly one of {', '.join(KINDS)} (found {', '.join(given) or 'none'})", path, lineno)
+        kind = given[0]
+        yield lineno, tuple(str(obj[k]) for k in keys), kind, obj[kind] if kind == "logits" else [obj[kind]]
+
+
+def _rows_table(task: Task, path: Path, text: str, delimiter: str):
+    keys = KEY_COLUMNS[task.name]
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [ALIASES.get(h.strip(), h.strip()) for h in next(reader, [])]
+    missing = [k for k in keys if k not in header]
+    if missing:
+        raise AvatarError(f"the header lacks the key column {missing[0]!r} (a {task.name} prediction is keyed by {', '.join(keys)})", path, 1)
+    kinds = [k for k, cols in VALUE_COLUMNS.items() if all(c in header for c in cols)]
+    if len(kinds) != 1:
+        raise AvatarError("the header must name exactly one of: logit0 and logit1, probability, label", path, 1)
+    kind = kinds[0]
+    at = {name: i for i, name in enumerate(header)}
+    for lineno, fields in enumerate(reader, 2):
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            raise AvatarError(f"expected {len(header)} fields as the header has, got {len(fields)}", path, lineno)
+        yield lineno, tuple(fields[at[k]].strip() for k in keys), kind, [fields[at[c]] for c in VALUE_COLUMNS[kind]]
+
+
+def _rows_txt(task: Task, path: Path, text: str):
+    n = len(KEY_COLUMNS[task.name])
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < n + 1:
+            raise AvatarError(f"expected {n} id column(s) and the predicted label last, tab-separated; got {len(fields)} field(s)", path, lineno)
+        yield lineno, tuple(f.strip() for f in fields[:n]), "label", [fields[-1]]
+
+
+def read_predictions(task: Task, path: Path, examples: list[Example]) -> tuple[str, dict[str, tuple[list[float] | None, int]]]:
+    """(kind, example id -> (logits or None, label)) for every one of ``examples``, checked as the module says."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    readers = {".jsonl": lambda t: _rows_jsonl(task, path, t), ".csv": lambda t: _rows_table(task, path, t, ","),
+               ".tsv": lambda t: _rows_table(task, path, t, "\t"), ".txt": lambda t: _rows_txt(task, path, t)}
+    if suffix not in readers:
+        raise AvatarError(f"unknown predictions format {suffix or '(no extension)'!r}: use .jsonl, .csv, .tsv or .txt", path)
+    text = read_text(path)
+    by_key: dict[tuple[str, ...], list[Example]] = {}
+    for ex in examples:
+        by_key.setdefault(_key(task, ex), []).append(ex)
+    seen: dict[tuple[str, ...], tuple[int, tuple]] = {}  # key -> (first line, value)
+    count: Counter = Counter()
+    kind_of_file = None
+    for lineno, key, kind, raw in readers[suffix](text):
+        if kind_of_file is None:
+            kind_of_file = kind
+        elif kind != kind_of_file:
+            raise AvatarError(f"this line gives {kind} where the file's first prediction gives {kind_of_file}", path, lineno)
+        what = _name(key)
+        if key not in by_key:
+            raise AvatarError(f"{what} is not an example of the unlabelled half", path, lineno)
+        value = _value(kind, raw, path, lineno)
+        if key in seen:
+            first, before = seen[key]
+            if len(key) == 1:
+                raise AvatarError(f"duplicate {what} (first at line {first})", path, lineno)
+            if before != (tuple(value[0]) if value[0] else None, value[1]):
+                raise AvatarError(f"{what} again with another prediction (first at line {first})", path, lineno)
+            if count[key] >= len(by_key[key]):
+                raise AvatarError(f"{what} more often than the unlabelled half has it ({len(by_key[key])}); first at line {first}", path, lineno)
+        else:
+            seen[key] = (lineno, (tuple(value[0]) if value[0] else None, value[1]))
+        count[key] += 1
+    missing = [ex for ex in examples if _key(task, ex) not in seen]
+    if missing:
+        raise AvatarError(f"{len(missing)} unlabelled example(s) have no prediction, e.g. {_name(_key(task, missing[0]))}: "
+                          "every one must be covered", path)
+    out = {}
+    for ex in examples:
+        logits, label = seen[_key(task, ex)][1]
+        out[ex.id] = (list(logits) if logits else None, label)
+    return kind_of_file, out
+
+
+def import_predictions(task: Task, path: Path, examples: list[Example], out_file: Path) -> dict:
+    """Write the soft-label file for ``examples`` from the predictions in ``path``; return its summary."""
+    kind, values = read_predictions(task, path, examples)
+    data_hash = fingerprint(examples)
+    key = sha256_json({"format": FORMAT, "task": task.name, "predictions": sha256_file(path), "data": data_hash})
+    return write_soft_labels(out_file, key=key, task=task.name, teacher=f"predictions in {Path(path).resolve()}", data=data_hash,
+                             kind=kind, rows=[(ex.id, *values[ex.id]) for ex in examples])
