@@ -134,6 +134,6 @@ def test_label_command_takes_a_predictions_file(tmp_path, defect_data):
     hard = _write(tmp_path / "p.txt", [f"{e.id}\t{e.label}" for e in data.unlabelled])
     r = CliRunner().invoke(app, ["label", "--predictions", str(hard), "--out", str(tmp_path / "s.json"), "--data", str(defect_data)])
     assert r.exit_code == 0, r.output
-    assert f"{len(data.unlabelled)} soft labels" in r.output and "the temperature does not apply" in r.output
+    assert f"{len(data.unlabelled)} soft labels" in r.output and "([distill] label_smoothing); the temperature does not apply" in r.output
     r = CliRunner().invoke(app, ["label", "--out", str(tmp_path / "t.json"), "--data", str(defect_data)])
     assert isinstance(r.exception, AvatarError) and "give either --teacher" in str(r.exception)

@@ -168,8 +168,8 @@ def label_cmd(
             summary = label(teacher, t, task_data.unlabelled, out, batch_size, progress)
     console.print(f"{summary['examples']} soft labels ({summary['predicted_positive']} predicted positive) in {out}", soft_wrap=True)
     if summary["kind"] == "label":
-        console.print("hard labels only: the student is distilled with cross-entropy on them ([distill] label_smoothing); "
-                      "the temperature does not apply", soft_wrap=True)
+        console.print(escape("hard labels only: the student is distilled with cross-entropy on them ([distill] label_smoothing); "
+                             "the temperature does not apply"), soft_wrap=True)
 
 
 @app.command()
