@@ -52,7 +52,7 @@ def test_same_seed_same_metrics(tmp_path, taught):
     a = distill(task, data, soft, TINY, tmp_path / "a", settings)
     b = distill(task, data, soft, TINY, tmp_path / "b", settings)
     assert a["history"] == b["history"] and a["test"] == b["test"]
-    assert a["examples"] == {"train": 80, "valid": 30, "test": 30}  # the short-budget mode
+    assert a["examples"] == {"train": 80, "labelled": 0, "valid": 30, "test": 30}  # the short-budget mode
 
 
 def test_student_never_sees_ground_truth(taught):
@@ -116,3 +116,31 @@ def test_a_batch_too_large_for_the_memory_cap_is_split(tmp_path, taught):
     assert metrics["micro_batch_size"] == MB // per_example < TINY.batch_size
     roomy = distill(task, data, soft, TINY, tmp_path / "r", DistillConfig(epochs=1, limit=40, eval_limit=20, seed=0))
     assert roomy["micro_batch_size"] is None
+
+
+def test_ground_truth_on_the_labelled_half_is_learned_beside_the_teacher(tmp_path, taught):
+    task, data, soft, _ = taught
+    useless = SoftLabels(soft.data, {ex.id: [2.0, -2.0] for ex in data.unlabelled})  # a teacher that always says 0
+    runs = {}
+    for weight in (0.0, 3.0):
+        cfg = DistillConfig(epochs=8, patience=None, seed=0, ground_truth=weight)
+        runs[weight] = distill(task, data, useless, TINY, tmp_path / f"w{weight}", cfg)
+    assert runs[0.0]["examples"]["labelled"] == 0 and runs[3.0]["examples"]["labelled"] == len(data.labelled)
+    assert "plus 3 x cross-entropy on the true labels" in runs[3.0]["loss"]
+    assert runs[0.0]["test"]["accuracy"] <= 0.6 < 0.8 <= runs[3.0]["test"]["accuracy"], (runs[0.0]["test"], runs[3.0]["test"])
+    assert runs[3.0]["agreement_with_teacher"] < 0.7  # measured on the teacher's rows only: it learned the truth instead
+
+
+def test_a_mixed_batch_weighs_each_part_by_its_share():
+    model = torch.nn.Identity()
+    from avatar.trainer import Encoded
+
+    train = Encoded(ids=list("abcd"), tokens=[[[0]]] * 4, labels=np.array([1, 0, 1, 1]), pad_id=0)
+    teacher = np.array([[0.0, 3.0], [3.0, 0.0]], dtype=np.float32)  # rows 0-1 are the teacher's, 2-3 true labels
+    t = DistillationTrainer(model, get_task("defect"), TrainConfig(), train, train, teacher_logits=teacher, temperature=1.0,
+                            alpha=0.0, teacher_rows=2, ground_truth=2.0)
+    logits = torch.tensor([[0.5, 0.1], [0.2, 0.3], [1.0, -1.0], [0.0, 0.4]])
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits[:2], -1), torch.log_softmax(torch.as_tensor(teacher), -1),
+                                    log_target=True, reduction="batchmean")
+    ce = torch.nn.functional.cross_entropy(logits[2:], torch.tensor([1, 1]))
+    assert t.loss(logits, [0, 1, 2, 3]).item() == pytest.approx((kl * 0.5 + 2.0 * ce * 0.5).item(), rel=1e-6)

@@ -40,15 +40,31 @@ class DistillationTrainer(Trainer):
     """A ``Trainer`` whose loss follows the teacher's logits (or its hard labels) instead of ground-truth labels."""
 
     def __init__(self, *args, teacher_logits: np.ndarray | None, temperature: float, alpha: float, label_smoothing: float = 0.0,
-                 **kwargs):
+                 teacher_rows: int | None = None, ground_truth: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.teacher_logits = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)  # (N, 2)
+        self.teacher_logits = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)  # (N_t, 2)
         self.temperature, self.alpha, self.label_smoothing = temperature, alpha, label_smoothing
+        # rows from teacher_rows on are labelled-half examples with their true labels, weighted by ground_truth
+        self.teacher_rows = len(self.train_data) if teacher_rows is None else teacher_rows
+        self.ground_truth = ground_truth
 
     def loss(self, logits: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+        """The batch mean of the teacher's loss on its rows and ``ground_truth`` x cross-entropy on the true-label rows."""
+        rows = list(rows)
+        mine = [k for k, r in enumerate(rows) if r < self.teacher_rows]
+        truth = [k for k, r in enumerate(rows) if r >= self.teacher_rows]
+        total = logits.new_zeros(())
+        if mine:
+            total = total + self._teacher_loss(logits[mine], [rows[k] for k in mine]) * (len(mine) / len(rows))
+        if truth:
+            labels = torch.as_tensor(self.train_data.labels[[rows[k] for k in truth]])
+            total = total + self.ground_truth * F.cross_entropy(logits[truth], labels) * (len(truth) / len(rows))
+        return total
+
+    def _teacher_loss(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
         if self.teacher_logits is None:  # hard labels: the train set's labels are the teacher's
-            return F.cross_entropy(logits, torch.as_tensor(self.train_data.labels[list(rows)]), label_smoothing=self.label_smoothing)
-        teacher = self.teacher_logits[list(rows)]  # (B, 2)
+            return F.cross_entropy(logits, torch.as_tensor(self.train_data.labels[rows]), label_smoothing=self.label_smoothing)
+        teacher = self.teacher_logits[rows]  # (B, 2)
         T = self.temperature
         loss = F.kl_div(
             F.log_softmax(logits / T, dim=-1), F.log_softmax(teacher / T, dim=-1), log_target=True, reduction="batchmean"
@@ -89,15 +105,16 @@ def distill(
     train_ex = limit_examples(view, config.limit, config.seed)  # stratified by the teacher's prediction
     row = {ex.id: i for i, ex in enumerate(view)}
     logits = None if all_logits is None else all_logits[[row[ex.id] for ex in train_ex]]
+    truth_ex = limit_examples(data.labelled, config.limit, config.seed) if config.ground_truth > 0 else []  # true labels
     valid_ex = limit_examples(data.valid, config.eval_limit, config.seed)
     test_ex = limit_examples(data.test, config.eval_limit, config.seed)
 
     start = time.perf_counter()
-    tokenizer = train_tokenizer(student.tokenizer, student.vocab_size, distinct_texts(train_ex))
+    tokenizer = train_tokenizer(student.tokenizer, student.vocab_size, distinct_texts(train_ex + truth_ex))
     tokenizer_seconds = time.perf_counter() - start
     torch.manual_seed(config.seed)
     model = build_student(task, student)
-    train, valid, test = (encode(tokenizer, ex, student.max_sequence_length) for ex in (train_ex, valid_ex, test_ex))
+    train, valid, test = (encode(tokenizer, ex, student.max_sequence_length) for ex in (train_ex + truth_ex, valid_ex, test_ex))
     # e.g. 12 heads x 448 tokens x 8 layers at batch 64 would need ~20 GB at once: the same batch, in pieces
     micro = max(1, config.memory_mb * MB // training_bytes_per_example(student, task.num_inputs))
     train_config = TrainConfig(
@@ -112,29 +129,29 @@ def distill(
         seed=config.seed,
     )
     key = {"student": asdict(student), "settings": asdict(config), "soft_labels": [soft_labels.key, soft_labels.data],
-           "data": [fingerprint(ex) for ex in (train_ex, valid_ex)]}
+           "data": [fingerprint(ex) for ex in (train_ex, truth_ex, valid_ex)]}
     checkpoint = Checkpoint(checkpoint_path(out_dir), sha256_json(key))
     trainer = DistillationTrainer(
         model, task, train_config, train, valid, progress=progress, checkpoint=checkpoint,
         teacher_logits=logits, temperature=config.temperature, alpha=config.alpha, label_smoothing=config.label_smoothing,
+        teacher_rows=len(train_ex), ground_truth=config.ground_truth,
     )
     result = trainer.train()
     metrics = {
         "task": task.name,
         "main_metric": task.main_metric,
         "teacher_kind": soft_labels.kind,
-        "loss": (f"cross-entropy on the teacher's hard labels (label smoothing {config.label_smoothing:g}; the temperature does not apply)"
-                 if logits is None else f"KL at temperature {config.temperature:g}" + (f" + {config.alpha:g} x cross-entropy on the teacher's argmax" if config.alpha else "")),
+        "loss": _loss_words(config, hard=logits is None, truth=len(truth_ex)),
         "valid": score(task, model, valid),
         "test": score(task, model, test),
-        "agreement_with_teacher": _agreement(model, train),
+        "agreement_with_teacher": _agreement(model, train.subset(range(len(train_ex)))),
         "parameters": parameter_count(student, task.num_inputs),
         "best_step": result.best_step,
         "steps": result.steps,
         "micro_batch_size": train_config.micro_batch_size,
         "tokenizer_seconds": round(tokenizer_seconds, 2),
         "train_seconds": round(time.perf_counter() - start - tokenizer_seconds, 1),
-        "examples": {"train": len(train), "valid": len(valid), "test": len(test)},
+        "examples": {"train": len(train_ex), "labelled": len(truth_ex), "valid": len(valid), "test": len(test)},
         "student": asdict(student),
         "settings": asdict(config),
         "history": result.history,
@@ -142,6 +159,16 @@ def distill(
     save_student(model, tokenizer, task, student, metrics, out_dir)
     checkpoint.remove()
     return metrics
+
+
+def _loss_words(config: DistillConfig, hard: bool, truth: int) -> str:
+    """The training loss in words, as the metrics and the output say it."""
+    words = (f"cross-entropy on the teacher's hard labels (label smoothing {config.label_smoothing:g}; the temperature does not apply)"
+             if hard else f"KL at temperature {config.temperature:g}"
+             + (f" + {config.alpha:g} x cross-entropy on the teacher's argmax" if config.alpha else ""))
+    if truth:
+        words += f"; plus {config.ground_truth:g} x cross-entropy on the true labels of {truth} labelled-half examples"
+    return words
 
 
 def _agreement(model: Classifier, train: Encoded) -> float:

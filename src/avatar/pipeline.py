@@ -118,7 +118,7 @@ def space_stage(run: Run, task: Task, space: Space, settings: SearchSettings) ->
 
 def indicator_stage(
     run: Run, task: Task, space: Space, settings: SearchSettings, space_key: str,
-    data_dir: Path | None, data_seed: int, soft_labels: Path,
+    data_dir: Path | None, data_seed: int, soft_labels: Path, distill: DistillConfig | None = None,
 ) -> Stage:
     """Sample feasible configurations, distil each on the short budget, fit the indicator: ``RUN/indicator/``."""
     from avatar.candidates import score_candidates
@@ -130,7 +130,7 @@ def indicator_stage(
     from avatar.smt import Feasibility
 
     soft = load_soft_labels(soft_labels)
-    short_budget = settings.short_budget()
+    short_budget = settings.short_budget(distill)
 
     def fn() -> dict:
         configs = sample(space, Feasibility(space, settings.constraints(task.num_inputs)), settings.samples, settings.seed)
@@ -234,11 +234,12 @@ def choose_stage(run: Run, pareto: Stage, prefer: str) -> Stage:
 
 
 def search_stages(run: Run, task: Task, space: Space, settings: SearchSettings, data_dir: Path | None, data_seed: int,
-                  soft_labels: Path, space_done: Stage | None = None) -> dict[str, Stage]:
-    """Space (unless ``space_done``) -> indicator -> latency model -> search -> choice, each skipped when done."""
+                  soft_labels: Path, space_done: Stage | None = None, distill: DistillConfig | None = None) -> dict[str, Stage]:
+    """Space (unless ``space_done``) -> indicator -> latency model -> search -> choice, each skipped when done.
+    The indicator's samples are distilled with ``distill``'s loss on their short budget."""
     check_settings(settings)
     stages = {"space": space_done or space_stage(run, task, space, settings)}
-    stages["indicator"] = indicator_stage(run, task, space, settings, stages["space"].key, data_dir, data_seed, soft_labels)
+    stages["indicator"] = indicator_stage(run, task, space, settings, stages["space"].key, data_dir, data_seed, soft_labels, distill)
     speed = latency_stage(run, task, space, settings, stages["space"].key) if settings.objective == "latency" else None
     if speed:
         stages["latency"] = speed
@@ -259,7 +260,7 @@ def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: S
     def fn() -> dict:
         student = StudentConfig.load(run.root / "chosen_student.json")
         m = distill(task, data, load_soft_labels(run.root / "soft_labels.json"), student, run.root / "student", config, progress)
-        keep = ("valid", "test", "agreement_with_teacher", "parameters", "best_step", "steps", "train_seconds", "examples")
+        keep = ("valid", "test", "agreement_with_teacher", "parameters", "best_step", "steps", "train_seconds", "examples", "loss")
         return {k: m[k] for k in keep}
 
     return run.stage("student", {"soft_labels": labels.key, "choice": choice.key, "settings": asdict(config)}, ["student/model.safetensors"], fn)
@@ -373,7 +374,7 @@ def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> di
         stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress=progress)
     else:
         stages["soft_labels"] = given_labels_stage(run, data, Path(config.teacher_labels))
-    stages |= search_stages(run, task, space, config.search, data_dir, config.seed, run.root / "soft_labels.json",
+    stages |= search_stages(run, task, space, config.search, data_dir, config.seed, run.root / "soft_labels.json", distill=config.distill,
                             space_done=stages["space"])
     stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], config.distill, progress)
     about = {"data": f"{config.task} data in {data_dir}" if data_dir else f"the built-in {config.task} sample (a few hundred examples)",

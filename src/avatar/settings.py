@@ -8,7 +8,7 @@ classes, by field name) and names the presets that change some of them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from avatar.errors import AvatarError
 
@@ -67,6 +67,7 @@ class DistillConfig:
     temperature: float = 2.0  # softens teacher and student distributions in the KL term
     alpha: float = 0.0  # weight of cross-entropy on the teacher's argmax (0: KL only)
     label_smoothing: float = 0.0  # hard teacher labels (a predictions file of labels): smoothing of their cross-entropy target
+    ground_truth: float = 0.0  # weight of cross-entropy on the labelled half's true labels, trained beside the teacher's targets (0: the paper's teacher-only mode)
     limit: int | None = None  # at most this many unlabelled examples (the indicator's short-budget mode)
     eval_limit: int | None = None  # at most this many validation and test examples each
     patience: int | None = 3  # validations without improvement before stopping (none: never)
@@ -113,10 +114,11 @@ class SearchSettings:
 
         return Constraints(int(self.budget_mb * MB), num_inputs, self.max_gflops, self.min_head_dim)
 
-    def short_budget(self) -> DistillConfig:
-        """The brief distillation each indicator sample gets."""
-        return DistillConfig(epochs=self.sample_epochs, limit=self.sample_limit, eval_limit=self.sample_eval_limit,
-                             patience=None, seed=self.seed)
+    def short_budget(self, full: DistillConfig | None = None) -> DistillConfig:
+        """The brief distillation each indicator sample gets: the full distillation's loss (``full``), on the
+        samples' epochs and examples."""
+        return replace(full or DistillConfig(), epochs=self.sample_epochs, limit=self.sample_limit, eval_limit=self.sample_eval_limit,
+                       patience=None, seed=self.seed)
 
     def check(self) -> None:
         """The choices checked (numbers: ``check_settings``), before any work starts (the search is long)."""
@@ -172,7 +174,7 @@ RANGES = {
     "warmup_ratio": (0.0, 1.0), "max_grad_norm": (1e-6, 1e6), "evals_per_epoch": (1, 1_000), "patience": (1, 10_000),
     "batch_size": (1, 65_536), "micro_batch_size": (1, 65_536), "eval_batch_size": (1, 65_536), "throughput_batch": (1, 65_536),
     "seed": (0, 2**32 - 1), "max_length": (1, 100_000), "flow_length": (1, 100_000), "temperature": (1e-3, 1e3),
-    "alpha": (0.0, 1e3), "label_smoothing": (0.0, 0.5), "memory_mb": (1, 10**7), "limit": (1, 10**9), "eval_limit": (1, 10**9),
+    "alpha": (0.0, 1e3), "label_smoothing": (0.0, 0.5), "ground_truth": (0.0, 1e3), "memory_mb": (1, 10**7), "limit": (1, 10**9), "eval_limit": (1, 10**9),
     "sample_limit": (1, 10**9), "sample_eval_limit": (1, 10**9), "budget_mb": (1e-6, 1e6), "max_gflops": (1e-9, 1e9),
     "min_head_dim": (1, 4_096), "samples": (3, 100_000), "latency_architectures": (3, 10_000), "population": (2, 100_000),
     "generations": (1, 100_000), "workers": (1, 4_096), "threads": (1, 4_096), "runs": (1, 10**6), "warmup": (0, 10**6),
