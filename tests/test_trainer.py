@@ -6,7 +6,7 @@ import torch
 from avatar.modeling import load_pretrained
 from avatar.tasks import get_task
 from avatar.settings import TrainConfig
-from avatar.trainer import Trainer, collate, encode, param_groups, predict_logits, score
+from avatar.trainer import Trainer, batch_rows, collate, encode, param_groups, predict_logits, score
 
 from conftest import write_clone_data, write_defect_data
 
@@ -130,3 +130,23 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted
     task, model, enc = _setup("defect", tmp_path, tiny_encoder)
     other = Trainer(model, task, cfg, enc["labelled"], enc["valid"], checkpoint=Checkpoint(tmp_path / "ckpt", key="run-b")).train()
     assert other.history == whole.history
+
+
+def test_length_buckets_cut_padding_and_still_see_every_example_once(tmp_path, tiny_encoder):
+    task, model, enc = _setup("defect", tmp_path, tiny_encoder)
+    data = enc["labelled"]
+    rng = __import__("random").Random(0)
+    data.tokens = [[[0] + [5] * rng.randint(1, 60) + [2]] for _ in data.tokens]  # lengths 3..62
+    cfg = TrainConfig(batch_size=8, seed=1)
+
+    def padded(buckets):
+        batches = list(batch_rows(data, cfg.batch_size, torch.Generator().manual_seed(1), buckets))
+        assert sorted(r for b in batches for r in b) == list(range(len(data)))  # each example once
+        assert len(batches) == -(-len(data) // 8)
+        return sum(len(b) * max(len(data.tokens[r][0]) for r in b) for b in batches), batches
+
+    plain, _ = padded(1)
+    bucketed, batches = padded(10)
+    real = sum(len(t[0]) for t in data.tokens)
+    assert bucketed - real < (plain - real) / 3  # most of the padding is gone
+    assert list(batch_rows(data, 8, torch.Generator().manual_seed(1), 10)) == batches  # seeded

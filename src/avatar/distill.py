@@ -132,7 +132,7 @@ def distill(
            "data": [fingerprint(ex) for ex in (train_ex, truth_ex, valid_ex)]}
     checkpoint = Checkpoint(checkpoint_path(out_dir), sha256_json(key))
     trainer = DistillationTrainer(
-        model, task, train_config, train, valid, progress=progress, checkpoint=checkpoint,
+        model, task, train_config, train, valid, progress=progress, checkpoint=checkpoint, length_buckets=config.length_buckets,
         teacher_logits=logits, temperature=config.temperature, alpha=config.alpha, label_smoothing=config.label_smoothing,
         teacher_rows=len(train_ex), ground_truth=config.ground_truth,
     )

@@ -75,6 +75,7 @@ class DistillConfig:
     warmup_ratio: float = TrainConfig.warmup_ratio  # share of steps with a rising learning rate (as fine-tuning)
     weight_decay: float = TrainConfig.weight_decay  # on weight matrices only (as fine-tuning)
     memory_mb: int = 2048  # activation memory a training pass may use; larger batches are split and accumulated
+    length_buckets: int = 1  # batches from pools of this many batches' worth of examples sorted by length (less padding); 1: plain random batches
     seed: int = SEED  # subset, initialisation, shuffling, dropout
 
 
@@ -174,7 +175,7 @@ RANGES = {
     "warmup_ratio": (0.0, 1.0), "max_grad_norm": (1e-6, 1e6), "evals_per_epoch": (1, 1_000), "patience": (1, 10_000),
     "batch_size": (1, 65_536), "micro_batch_size": (1, 65_536), "eval_batch_size": (1, 65_536), "throughput_batch": (1, 65_536),
     "seed": (0, 2**32 - 1), "max_length": (1, 100_000), "flow_length": (1, 100_000), "temperature": (1e-3, 1e3),
-    "alpha": (0.0, 1e3), "label_smoothing": (0.0, 0.5), "ground_truth": (0.0, 1e3), "memory_mb": (1, 10**7), "limit": (1, 10**9), "eval_limit": (1, 10**9),
+    "alpha": (0.0, 1e3), "label_smoothing": (0.0, 0.5), "ground_truth": (0.0, 1e3), "length_buckets": (1, 10_000), "memory_mb": (1, 10**7), "limit": (1, 10**9), "eval_limit": (1, 10**9),
     "sample_limit": (1, 10**9), "sample_eval_limit": (1, 10**9), "budget_mb": (1e-6, 1e6), "max_gflops": (1e-9, 1e9),
     "min_head_dim": (1, 4_096), "samples": (3, 100_000), "latency_architectures": (3, 10_000), "population": (2, 100_000),
     "generations": (1, 100_000), "workers": (1, 4_096), "threads": (1, 4_096), "runs": (1, 10**6), "warmup": (0, 10**6),

@@ -142,6 +142,25 @@ def score(task: Task, model: Classifier, data: Encoded, batch_size: int = 32) ->
     return task.metrics(data.labels.tolist(), logits.argmax(axis=1).tolist(), margin.tolist())
 
 
+def batch_rows(data: Encoded, batch_size: int, generator: torch.Generator, length_buckets: int = 1) -> Iterator[list[int]]:
+    """An epoch's batches (rows of ``data``): random; with ``length_buckets`` > 1, drawn from shuffled pools of that
+    many batches' worth of examples sorted by length (so little of a batch is padding), in random order. Either
+    way there are ceil(N / batch size) batches and every example is seen once."""
+    perm = torch.randperm(len(data), generator=generator).tolist()
+    if length_buckets <= 1:
+        for start in range(0, len(perm), batch_size):
+            yield perm[start : start + batch_size]
+        return
+    length = lambda r: max(len(t) for t in data.tokens[r])  # noqa: E731
+    pool = batch_size * length_buckets
+    batches = []
+    for start in range(0, len(perm), pool):
+        chunk = sorted(perm[start : start + pool], key=length)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    for k in torch.randperm(len(batches), generator=generator).tolist():
+        yield batches[k]
+
+
 @dataclass
 class TrainResult:
     best_score: float  # validation main metric of the kept weights
@@ -175,11 +194,13 @@ class Trainer:
         valid: Encoded,
         progress: Progress | None = None,
         checkpoint: Checkpoint | None = None,
+        length_buckets: int = 1,
     ):
         self.model, self.task, self.config = model, task, config
         self.train_data, self.valid_data = train, valid
         self.progress = progress
         self.checkpoint = checkpoint
+        self.length_buckets = length_buckets
 
     def loss(self, logits: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
         """Cross-entropy against the ground truth; distillation overrides this."""
@@ -197,9 +218,7 @@ class Trainer:
         return total
 
     def _batches(self, generator: torch.Generator) -> Iterator[list[int]]:
-        perm = torch.randperm(len(self.train_data), generator=generator).tolist()
-        for start in range(0, len(perm), self.config.batch_size):
-            yield perm[start : start + self.config.batch_size]
+        return batch_rows(self.train_data, self.config.batch_size, generator, self.length_buckets)
 
     def train(self) -> TrainResult:
         cfg = self.config
