@@ -93,6 +93,8 @@ def test_an_architecture_reads_each_function_at_a_real_tokenisations_length(monk
         load_subjects([str(model_dir), "arch:gpt"], task, data.test, cfg, seed=0)
     with pytest.raises(AvatarError, match="list a model folder"):
         load_subjects(["arch:codebert-base"], task, data.test, cfg, seed=0)
+    (alone,) = load_subjects(["arch:codebert-base"], task, test, replace(cfg, length_tokenizer=str(model_dir)), seed=0)
+    assert [[len(t) for t in ex] for ex in alone.inputs.tokens] == expected  # a named tokenizer, no model folder measured
     with pytest.raises(AvatarError, match="exceeds what codebert-base can read"):
         load_subjects([str(model_dir), "arch:codebert-base"], task, data.test, replace(cfg, architecture_tokens=600), seed=0)
 

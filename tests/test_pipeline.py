@@ -127,7 +127,7 @@ def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny
         assert (run / name).is_file(), name
     assert load_config(run / "config.toml") == config
     metrics = json.loads((run / "metrics.json").read_text())
-    assert [r["role"] for r in metrics["results"]] == ["teacher", "student", "student, ONNX fp32", "student, ONNX int8"]
+    assert [r["role"] for r in metrics["results"]] == ["teacher", "student", "student (ONNX fp32)", "student (ONNX int8)"]
     assert [r["runtime"] for r in metrics["results"]] == ["pytorch", "pytorch", "onnxruntime fp32", "onnxruntime int8"]
     assert metrics["results"][1]["size_mb"] <= 0.5 and metrics["student_vs_teacher"]["size_x"] > 1
     # every subject read the same test functions; the exported student scored like the PyTorch one in fp32

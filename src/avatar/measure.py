@@ -126,7 +126,11 @@ def load_subjects(specs: list[str], task: Task, test: list[Example], cfg: Measur
     timed = test[: cfg.runs]
     threads = cfg.threads or torch.get_num_threads()
     subjects: dict[int, Subject] = {}
-    reference = None  # (name, tokenizer) of the first model folder: the lengths an architecture reads
+    reference = None  # (name, tokenizer) whose lengths an architecture reads: the setting's, else the first model folder's
+    if cfg.length_tokenizer is not None and any(s.startswith(ARCH_PREFIX) for s in specs):
+        from avatar.modeling import load_tokenizer
+
+        reference = (Path(cfg.length_tokenizer).name, load_tokenizer(cfg.length_tokenizer))
     for i, spec in enumerate(specs):
         precision = next((p for prefix, p in ONNX_PREFIXES.items() if spec.startswith(prefix)), None)
         if precision is not None:

@@ -163,10 +163,15 @@ def _from_pretrained(loader, source: str, **kwargs):
         ) from None
 
 
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model name (``minilm``, a local folder, a hub id), without its model."""
+    return _from_pretrained(AutoTokenizer, resolve_source(name_or_path))
+
+
 def load_pretrained(task: Task, name_or_path: str) -> tuple[Classifier, PreTrainedTokenizerBase]:
     """A pretrained encoder with a fresh two-class head for ``task``, and its tokenizer."""
     source = resolve_source(name_or_path)
-    tokenizer = _from_pretrained(AutoTokenizer, source)
+    tokenizer = load_tokenizer(name_or_path)
     if task.num_inputs == 1:
         model: Classifier = SequenceClassifier(_from_pretrained(AutoModelForSequenceClassification, source, num_labels=2))
     else:

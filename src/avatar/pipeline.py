@@ -294,7 +294,7 @@ def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage | None, s
         precisions = read_manifest(onnx)["precisions"]
         models = [(str(teacher_dir(run, teacher)), "teacher")] if teacher is not None else []
         models.append((str((run.root / "student").resolve()), "student"))
-        deployed = [(prefix + str(onnx.resolve()), f"student, ONNX {p}") for prefix, p in ONNX_PREFIXES.items() if p in precisions]
+        deployed = [(prefix + str(onnx.resolve()), f"student (ONNX {p})") for prefix, p in ONNX_PREFIXES.items() if p in precisions]
         specs = [*models, *deployed, *((ARCH_PREFIX + a, a) for a in config.architectures)]
         results = measure(load_subjects([s for s, _ in specs], task, data.test, config, seed), task, config)
         for r, (_, role) in zip(results, specs):
@@ -365,6 +365,8 @@ def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> di
             resolve_source(config.teacher)
     else:  # soft labels that do not read, or are for other data, stop the run before any stage starts
         check_given_labels(Path(config.teacher_labels), data)
+    if config.measure.length_tokenizer is not None:
+        resolve_source(config.measure.length_tokenizer)
     write_text_atomic(run.root / "config.toml", to_toml(config))
 
     space = Space.paper().override(config.space)

@@ -139,6 +139,12 @@ ARCHITECTURES = {
         vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
         max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
     ),
+    # Compressor's published 3 MB student (Shi et al., ASE'22): a RoBERTa of 12 layers, hidden 96, intermediate 64,
+    # 8 heads and a 1,000-token vocabulary, reading 400 tokens per function
+    "compressor-3mb": dict(
+        vocab_size=1000, hidden_size=96, num_hidden_layers=12, num_attention_heads=8, intermediate_size=64,
+        max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    ),
 }
 
 
@@ -155,6 +161,7 @@ class MeasureConfig:
     eval_limit: int | None = None  # score on at most this many test examples (stratified, seeded)
     architectures: list[str] = field(default_factory=lambda: ["codebert-base"])  # measured beside teacher and student, random weights (costs only)
     architecture_tokens: int = 400  # an architecture reads each test function at its real tokenisation's length, capped here (CodeXGLUE's block size)
+    length_tokenizer: str | None = None  # whose tokenisation gives those lengths: 'minilm', a model folder or a hub id (none: the first model folder measured)
 
 
 @dataclass(frozen=True)
