@@ -492,7 +492,7 @@ def compress(
         console.print(f"This was the demo, on the built-in sample of a few hundred examples: its student is not worth using. "
                       f"A model worth using comes from real data with the full settings: `avatar compress --task {config.task} "
                       f"--data DIR` with CodeXGLUE's {TASK_DATASET[config.task]} in DIR (hours on a CPU; "
-                      "benchmarks/results/paper_table.md shows what it gives).", soft_wrap=True)
+                      "benchmarks/paper_table.py measures what it gives).", soft_wrap=True)
     console.print(f"report: {out / 'report.md'} ({', '.join(stages['report'].result['plots'])}); settings: {out / 'config.toml'}")
 
 
