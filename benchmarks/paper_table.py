@@ -201,8 +201,8 @@ def write_markdown(r: dict) -> None:
             f"({s['mean'] - c['value']:+.4f}).",
             *(f"- {line}" for line in ratio_lines(m)),
         ]
-        chosen = {k: v for k, v in t["chosen"].items() if k not in ("predicted_effectiveness", "predicted_std", "latency_ms", "gflops", "size_mb")}
-        lines += [f"- Chosen configuration (predicted short-budget validation score {t['chosen']['predicted_effectiveness']:.4f}): "
+        chosen = {k: v for k, v in t["chosen"].items() if k not in ("predicted_effectiveness", "predicted_std", "latency_ms", "gflops", "size_mb", "source")}
+        lines += [f"- Chosen configuration ({t['chosen'].get('source', 'predicted')} short-budget validation score {t['chosen']['predicted_effectiveness']:.4f}): "
                   f"`{json.dumps(chosen)}`; loss: {t['student'].get('loss', 'n/a')}.",
                   f"- Stage seconds: {', '.join(f'{k} {v:.0f}' for k, v in t['stage_seconds'].items())}; further seeds: "
                   + ", ".join(f"{seed} {x['train_seconds']:.0f} s" for seed, x in t["seeds"].items() if seed != str(SEEDS[0])) + ".",

@@ -76,7 +76,7 @@ def test_full_report_from_artefacts(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "| energy J/example | 2 (estimate) | 0.1 (estimate) | 20 (estimate) |" in text
     assert "extra_trees (chosen) | 0.0200 | 0.330" in text
-    assert "Predicted (short-budget) validation score 0.5500 ± 0.0100" in text
+    assert "Predicted short-budget validation score 0.5500 ± 0.0100" in text
 
 
 def test_search_only_run_gets_the_sections_it_has(tmp_path):

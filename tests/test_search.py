@@ -107,3 +107,30 @@ def test_choice_rules(problem):
     assert choose(result.F, "knee") == int(distance.argmin())
     with pytest.raises(AvatarError, match="unknown preference"):
         choose(result.F, "cheapest")
+
+
+def test_measured_samples_are_candidates_and_the_only_ones_when_the_surrogate_is_no_better_than_the_mean(problem):
+    from avatar.search import with_measured
+
+    space, feas, obj = problem
+    result = search(space, feas, obj, Nsga2(population=12, generations=4), seed=1)
+    best_predicted = float(-result.F[:, 0].min())
+    # a distilled sample that measured better than anything predicted, one that measured worse, and one the search
+    # also predicted (its measured score replaces the prediction)
+    good, bad = dict(result.configs[-1]), dict(result.configs[0])
+    samples = [good, bad]
+    merged = with_measured(result, samples, [best_predicted + 0.1, 0.0], obj)
+    rows = merged.rows()
+    assert {r["source"] for r in rows} == {"predicted", "measured"}
+    top = rows[choose(objectives_of_rows(rows, "gflops"), "effectiveness")]
+    assert top["source"] == "measured" and top["predicted_effectiveness"] == pytest.approx(best_predicted + 0.1)
+    assert top["predicted_std"] is None
+    keys = [tuple(r[n] for n in NAMES) for r in rows]
+    assert len(keys) == len(set(keys))  # the sample the search also found appears once
+    only = with_measured(result, samples, [0.6, 0.55], obj, use_predictions=False).rows()
+    assert {r["source"] for r in only} == {"measured"} and len(only) <= 2
+    assert rows_are_non_dominated(merged.F)
+
+
+def rows_are_non_dominated(F):
+    return all(not any(np.all(F[j] <= F[i]) and np.any(F[j] < F[i]) for j in range(len(F)) if j != i) for i in range(len(F)))

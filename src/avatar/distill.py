@@ -110,7 +110,10 @@ def distill(
     test_ex = limit_examples(data.test, config.eval_limit, config.seed)
 
     start = time.perf_counter()
-    tokenizer = train_tokenizer(student.tokenizer, student.vocab_size, distinct_texts(train_ex + truth_ex))
+    # trained on every training function there is, whatever ``limit`` keeps for the optimiser: a short-budget sample
+    # gets the tokenizer its full distillation would (cached by kind, size and data, so samples share it)
+    corpus = view + (list(data.labelled) if config.ground_truth > 0 else [])
+    tokenizer = train_tokenizer(student.tokenizer, student.vocab_size, distinct_texts(corpus))
     tokenizer_seconds = time.perf_counter() - start
     torch.manual_seed(config.seed)
     model = build_student(task, student)

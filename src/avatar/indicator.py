@@ -85,6 +85,11 @@ class Indicator:
         choice = min(SURROGATES, key=lambda n: report[n]["loocv_mae"])
         return cls(space, list(configs), list(map(float, scores)), choice, report, seed)._refit()
 
+    @property
+    def beats_mean(self) -> bool:
+        """Whether the kept surrogate predicts left-out samples better than their mean does (LOOCV MAE)."""
+        return self.report[self.choice]["loocv_mae"] < self.report["predict_mean_baseline"]["loocv_mae"]
+
     def _refit(self) -> Indicator:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

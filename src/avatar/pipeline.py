@@ -191,7 +191,8 @@ def objectives_of(run_dir: Path, task: Task, space: Space, speed_name: str):
 
 def pareto_stage(run: Run, task: Task, space: Space, settings: SearchSettings, indicator: Stage, speed: Stage | None) -> Stage:
     """Multi-objective search on the indicator and the speed objective: ``RUN/pareto.csv`` and ``pareto.json``."""
-    from avatar.search import ALGORITHMS, objective_names, search
+    from avatar.indicator import Indicator
+    from avatar.search import ALGORITHMS, objective_names, search, with_measured
     from avatar.smt import Feasibility
 
     speed_name = "latency_ms" if settings.objective == "latency" else "gflops"
@@ -200,7 +201,11 @@ def pareto_stage(run: Run, task: Task, space: Space, settings: SearchSettings, i
         objectives = objectives_of(run.root, task, space, speed_name)
         feas = Feasibility(space, settings.constraints(task.num_inputs))
         algorithm = ALGORITHMS[settings.algorithm](population=settings.population, generations=settings.generations)
-        result = search(space, feas, objectives, algorithm, settings.seed)
+        indicator = Indicator.load(run.root / "indicator" / "indicator.json", space)
+        # the distilled samples are candidates with what they measured; predictions only from a surrogate that
+        # beats the samples' mean in leave-one-out
+        result = with_measured(search(space, feas, objectives, algorithm, settings.seed), indicator.configs, indicator.scores,
+                               objectives, use_predictions=indicator.beats_mean)
         rows = result.rows()
         write_json_atomic(run.root / "pareto.json", {"objectives": objective_names(speed_name),
                                                      "algorithm": settings.algorithm, "rows": rows})
@@ -209,7 +214,8 @@ def pareto_stage(run: Run, task: Task, space: Space, settings: SearchSettings, i
         writer.writeheader()
         writer.writerows(rows)
         write_text_atomic(run.root / "pareto.csv", table.getvalue())
-        return {"pareto_size": len(rows), "evaluations": result.evaluations, "speed_name": speed_name}
+        return {"pareto_size": len(rows), "evaluations": result.evaluations, "speed_name": speed_name,
+                "surrogate_beats_mean": indicator.beats_mean, "measured_in_front": result.sources.count("measured")}
 
     inputs = {"indicator": indicator.key, "speed": speed.key if speed else "flops", "algorithm": settings.algorithm,
               "population": settings.population, "generations": settings.generations, "seed": settings.seed}

@@ -244,10 +244,11 @@ def write_report(run: Path) -> dict:
         row = choice["row"]
         speed = "latency_ms" if "latency_ms" in row else "gflops"
         lines += ["## The chosen student", "", f"Rule: `{choice['prefer']}` (entry {choice['index']} of the Pareto set).", ""]
-        config = {k: v for k, v in row.items() if k not in ("predicted_effectiveness", "predicted_std", "size_mb", speed)}
+        config = {k: v for k, v in row.items() if k not in ("predicted_effectiveness", "predicted_std", "size_mb", "source", speed)}
         lines += _md_table(["hyperparameter", "value"], [[k, str(v)] for k, v in config.items()]) + [""]
         std = "" if row.get("predicted_std") is None else f" ± {row['predicted_std']:.4f}"
-        lines.append(f"Predicted (short-budget) validation {metric} {row['predicted_effectiveness']:.4f}{std}; size {row['size_mb']:.2f} MB; "
+        how = "Measured (a distilled sample)" if row.get("source") == "measured" else "Predicted"
+        lines.append(f"{how} short-budget validation {metric} {row['predicted_effectiveness']:.4f}{std}; size {row['size_mb']:.2f} MB; "
                      f"predicted {'latency' if speed == 'latency_ms' else 'cost'} {row[speed]:.3g} {'ms' if speed == 'latency_ms' else 'GFLOPs'}.")
         if student:
             main = metrics["main_metric"] if metrics else "accuracy"
@@ -268,8 +269,14 @@ def write_report(run: Path) -> dict:
                       "card is `onnx/README.md`):", "", *(f"- {line}" for line in decision_lines(exported)), ""]
 
     if pareto:
-        lines += ["## Search", "", f"{len(pareto['rows'])} Pareto-optimal configurations found by {pareto.get('algorithm', 'nsga2')} "
-                  f"(objectives: {', '.join(pareto['objectives'])}); all of them in `pareto.csv` / `pareto.json`.", "",
+        found = (stages.get("pareto") or {}).get("result", {})
+        measured = sum(r.get("source") == "measured" for r in pareto["rows"])
+        trust = ("" if found.get("surrogate_beats_mean", True) else
+                 " The indicator predicts left-out samples no better than their mean does, so its predictions are not used: "
+                 "the set holds measured samples only and the choice is the best measured one.")
+        lines += ["## Search", "", f"{len(pareto['rows'])} Pareto-optimal configurations from {pareto.get('algorithm', 'nsga2')}'s "
+                  f"search and the distilled samples ({measured} measured; objectives: {', '.join(pareto['objectives'])}); all of "
+                  f"them in `pareto.csv` / `pareto.json`.{trust}", "",
                   f"![Pareto front]({PLOTS['pareto']})", ""]
         _plot_pareto(plt, pareto, choice, run / PLOTS["pareto"])
         plots.append(PLOTS["pareto"])

@@ -116,15 +116,39 @@ class SearchResult:
     std: np.ndarray | None  # predicted effectiveness std, where the surrogate gives one
     speed_name: str
     evaluations: int
+    sources: list[str] | None = None  # per configuration: "predicted" (by the indicator) or "measured" (a distilled sample)
 
     def rows(self) -> list[dict]:
         out = []
         names = objective_names(self.speed_name)
         for k, (c, f) in enumerate(zip(self.configs, self.F)):
             row = {**c, names[0]: float(-f[0]), names[1]: float(f[1]), names[2]: float(f[2])}
-            row["predicted_std"] = None if self.std is None else float(self.std[k])
+            std = None if self.std is None else float(self.std[k])
+            row["predicted_std"] = None if std is None or np.isnan(std) else std
+            row["source"] = "predicted" if self.sources is None else self.sources[k]
             out.append(row)
         return out
+
+
+def with_measured(result: SearchResult, configs: list[dict], scores: list[float], objectives: Objectives,
+                  use_predictions: bool = True) -> SearchResult:
+    """The Pareto set of the search's predicted configurations and the measured samples (their distilled scores
+    as effectiveness); only the measured ones when ``use_predictions`` is false (a surrogate no better than the
+    mean). A configuration both predicted and measured keeps its measured score."""
+    F_measured, _ = objectives.evaluate(configs)
+    F_measured[:, 0] = -np.asarray(scores, dtype=float)
+    key = lambda c: tuple(c[n] for n in NAMES)  # noqa: E731
+    measured = {key(c) for c in configs}
+    keep = [i for i, c in enumerate(result.configs) if use_predictions and key(c) not in measured]
+    cand = [result.configs[i] for i in keep] + list(configs)
+    F = np.vstack([result.F[keep], F_measured]) if keep else F_measured
+    std_pred = result.std[keep] if result.std is not None else np.full(len(keep), np.nan)
+    std = np.concatenate([std_pred, np.full(len(configs), np.nan)])
+    sources = ["predicted"] * len(keep) + ["measured"] * len(configs)
+    front = NonDominatedSorting().do(F, only_non_dominated_front=True)
+    order = sorted(front, key=lambda i: (F[i, 0], F[i, 1], F[i, 2], tuple(str(cand[i][n]) for n in NAMES)))
+    return SearchResult([cand[i] for i in order], F[order], std[order], result.speed_name, result.evaluations,
+                        [sources[i] for i in order])
 
 
 def _pareto(configs: list[dict], F: np.ndarray, objectives: Objectives) -> tuple[list[dict], np.ndarray, np.ndarray | None]:
