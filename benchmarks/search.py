@@ -35,7 +35,7 @@ from transformers.utils import logging as hf_logging
 from avatar.candidates import distill_candidate
 from avatar.indicator import Indicator
 from avatar.labels import load_soft_labels
-from avatar.pipeline import Run, objectives_of, search_stages
+from avatar.pipeline import Run, objectives_of, search_stages, searched_space
 from avatar.search import Nsga2, PaperGA, hypervolume, search as run_search
 from avatar.settings import SearchSettings
 from avatar.smt import Feasibility
@@ -68,9 +68,10 @@ def main() -> None:
     found = [json.loads(p.read_text()) for p in (args.out / "indicator" / "candidates").glob("*.json")]
     candidates = [next(c for c in found if c["job"]["config"] == s) for s in samples]  # this run's, in sample order
 
-    # the same fitted objectives for both algorithms
-    feas = Feasibility(space, SETTINGS.constraints(task.num_inputs))
-    indicator = Indicator.load(args.out / "indicator" / "indicator.json", space)
+    # the same fitted objectives for both algorithms, searching inside the SMT bounds as the pipeline does
+    searched = searched_space(args.out, space)
+    feas = Feasibility(searched, SETTINGS.constraints(task.num_inputs))
+    indicator = Indicator.load(args.out / "indicator" / "indicator.json", searched)
     timed = json.loads((args.out / "latency.json").read_text())
     objectives = objectives_of(args.out, task, space, "latency_ms")
     runs = {}
@@ -78,7 +79,7 @@ def main() -> None:
                             ("paper-ga", PaperGA(20, 50))):
         for seed in range(3):
             t = time.perf_counter()
-            result = run_search(space, feas, objectives, algorithm, seed)
+            result = run_search(searched, feas, objectives, algorithm, seed)
             runs.setdefault(name, []).append({"seed": seed, "seconds": time.perf_counter() - t, "result": result})
     fronts = np.vstack([r["result"].F for rs in runs.values() for r in rs])
     ideal, nadir = fronts.min(axis=0), fronts.max(axis=0)

@@ -139,6 +139,15 @@ def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny
     assert "## Do not trust it for" in card and str(defect_data) in card
     assert "## Teacher vs student" in (run / "report.md").read_text() and "## Exported for `avatar scan`" in (run / "report.md").read_text()
     assert stages["export"].result["parity"]["int8"]["agreement"] >= 0.95
+    # the samples were drawn inside z3's bounds (space.json), and the report says what they cut
+    bounds = {n: d["feasible"] for n, d in json.loads((run / "space.json").read_text())["dimensions"].items()}
+    from avatar.space import CatDim, Space
+
+    categorical = {n for n, d in Space.paper().dims.items() if isinstance(d, CatDim)}
+    for cfg in json.loads((run / "indicator" / "samples.json").read_text()):
+        for name, b in bounds.items():
+            assert cfg[name] in b if name in categorical else b[0] <= cfg[name] <= b[1], (name, cfg[name], b)
+    assert 0 <= stages["indicator"].result["pruned_by_bounds"] < 1
     assert not any(s.reused for s in stages.values())
 
     calls = []

@@ -109,3 +109,29 @@ def test_avatar_space_runs_without_torch():
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["task"] == "defect" and result["configurations"]["feasible"] > 0
+
+
+def test_a_space_cut_to_the_smt_bounds_keeps_every_feasible_configuration():
+    from avatar.cost import MB
+    from avatar.sampling import sample
+    from avatar.smt import Constraints, Feasibility, analyse
+
+    space = Space.paper().override({"position_embedding_type": ["absolute"]})
+    c = Constraints(int(1.0 * MB), 1)
+    result = analyse(space, c)
+    cut = space.within(result.bounds)
+    assert cut.total() < space.total()
+    for name in NAMES:
+        d = cut.dims[name]
+        if isinstance(d, CatDim):
+            assert set(d.choices) == set(result.bounds[name])
+        else:
+            assert [d.value(0), d.value(len(d) - 1)] == list(result.bounds[name])
+            assert d.step == space.dims[name].step  # the same grid
+    feas = Feasibility(space, c)
+    drawn = sample(space, feas, 30, seed=3)  # from the whole grid: all of them lie inside the cut
+    for cfg in drawn:
+        for name in NAMES:
+            d = cut.dims[name]
+            assert cfg[name] in d.choices if isinstance(d, CatDim) else d.value(0) <= cfg[name] <= d.value(len(d) - 1)
+    assert all(Feasibility(cut, c).is_feasible(cfg) for cfg in sample(cut, Feasibility(cut, c), 30, seed=3))

@@ -131,8 +131,10 @@ def indicator_stage(
 
     soft = load_soft_labels(soft_labels)
     short_budget = settings.short_budget(distill)
+    full = space
 
     def fn() -> dict:
+        space = searched_space(run.root, full)  # z3's bounds: the sampler draws only where feasible configurations are
         configs = sample(space, Feasibility(space, settings.constraints(task.num_inputs)), settings.samples, settings.seed)
         write_json_atomic(run.root / "indicator" / "samples.json", configs)
         data = task.load(data_dir, seed=data_seed)
@@ -149,7 +151,8 @@ def indicator_stage(
             raise AvatarError(f"the validation split has one class only: {settings.sample_metric} is undefined; use accuracy")
         indicator = Indicator.fit(space, configs, scores, settings.seed)
         indicator.save(run.root / "indicator" / "indicator.json")
-        return {"choice": indicator.choice, "metric": settings.sample_metric, **indicator.report[indicator.choice], "scores": scores}
+        return {"choice": indicator.choice, "metric": settings.sample_metric, **indicator.report[indicator.choice], "scores": scores,
+                "sampled_grid": space.total(), "full_grid": full.total(), "pruned_by_bounds": 1 - space.total() / full.total()}
 
     inputs = {"space": space_key, "soft_labels": soft.key, "samples": settings.samples, "metric": settings.sample_metric, "seed": settings.seed,
               "short_budget": asdict(short_budget), "data_seed": data_seed}
@@ -163,8 +166,9 @@ def latency_stage(run: Run, task: Task, space: Space, settings: SearchSettings, 
     from avatar.smt import Feasibility
 
     def fn() -> dict:
-        feas = Feasibility(space, settings.constraints(task.num_inputs))
-        timed = sample(space, feas, settings.latency_architectures, settings.seed + 1)
+        searched = searched_space(run.root, space)
+        feas = Feasibility(searched, settings.constraints(task.num_inputs))
+        timed = sample(searched, feas, settings.latency_architectures, settings.seed + 1)
         latencies = LatencyCache().measure(timed, task)
         report = LatencyModel.fit(timed, latencies, task.num_inputs).report
         write_json_atomic(run.root / "latency.json", {"report": report, "measured_ms": latencies, "configs": timed})
@@ -174,13 +178,20 @@ def latency_stage(run: Run, task: Task, space: Space, settings: SearchSettings, 
     return run.stage("latency", inputs, ["latency.json"], fn)
 
 
+def searched_space(run_dir: Path, space: Space) -> Space:
+    """The space cut to the run's SMT bounds (``RUN/space.json``): what sampling and search draw from."""
+    doc = json.loads((Path(run_dir) / "space.json").read_text())
+    return space.within({name: d["feasible"] for name, d in doc["dimensions"].items()})
+
+
 def objectives_of(run_dir: Path, task: Task, space: Space, speed_name: str):
-    """The search's objectives, rebuilt from a run directory's indicator (and latency measurements)."""
+    """The search's objectives, rebuilt from a run directory's indicator (and latency measurements); ``space`` is
+    the configured one (the indicator was fitted on its SMT-cut ``searched_space``)."""
     from avatar.indicator import Indicator
     from avatar.latency import LatencyModel
     from avatar.search import Objectives, flops_objective
 
-    indicator = Indicator.load(run_dir / "indicator" / "indicator.json", space)
+    indicator = Indicator.load(run_dir / "indicator" / "indicator.json", searched_space(run_dir, space))
     if speed_name == "latency_ms":
         timed = json.loads((run_dir / "latency.json").read_text())
         speed = LatencyModel.fit(timed["configs"], timed["measured_ms"], task.num_inputs).predict
@@ -199,12 +210,13 @@ def pareto_stage(run: Run, task: Task, space: Space, settings: SearchSettings, i
 
     def fn() -> dict:
         objectives = objectives_of(run.root, task, space, speed_name)
-        feas = Feasibility(space, settings.constraints(task.num_inputs))
+        searched = searched_space(run.root, space)  # the search, too, stays inside z3's bounds
+        feas = Feasibility(searched, settings.constraints(task.num_inputs))
         algorithm = ALGORITHMS[settings.algorithm](population=settings.population, generations=settings.generations)
-        indicator = Indicator.load(run.root / "indicator" / "indicator.json", space)
+        indicator = Indicator.load(run.root / "indicator" / "indicator.json", searched)
         # the distilled samples are candidates with what they measured; predictions only from a surrogate that
         # beats the samples' mean in leave-one-out
-        result = with_measured(search(space, feas, objectives, algorithm, settings.seed), indicator.configs, indicator.scores,
+        result = with_measured(search(searched, feas, objectives, algorithm, settings.seed), indicator.configs, indicator.scores,
                                objectives, use_predictions=indicator.beats_mean)
         rows = result.rows()
         write_json_atomic(run.root / "pareto.json", {"objectives": objective_names(speed_name),

@@ -153,6 +153,19 @@ class Space:
                     raise AvatarError(f"space: {name} bounds must be numbers, got {spec}") from None
         return Space(dims)
 
+    def within(self, bounds: dict) -> Space:
+        """This space cut to the SMT analysis's bounds (``SmtResult.bounds``: a numeric dimension's [min, max] over
+        feasible configurations, a categorical one's feasible choices), on the same grid: every feasible
+        configuration is still in it, and sampling and search draw from it instead of the whole grid."""
+        changes: dict = {}
+        for name in NAMES:
+            b, d = bounds[name], self.dims[name]
+            if isinstance(d, CatDim):
+                changes[name] = [c for c in d.choices if c in b]
+            else:
+                changes[name] = {"low": d.value(d.index(b[0])), "high": d.value(d.index(b[1]))}
+        return self.override(changes)
+
     @classmethod
     def load(cls, path: Path) -> Space:
         """The paper's space with the overrides of a TOML or JSON file (a ``[space]`` table, or top level)."""
