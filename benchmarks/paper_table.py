@@ -56,7 +56,7 @@ OUT = HERE / "out" / "paper"
 SEEDS = (42, 43, 44)
 GROUND_TRUTH = 1.0  # Devign: weight of the labelled half's true labels (the ablation is benchmarks/results/distill.md)
 CLONE_PAIRS = 10_000  # BigCloneBench: unlabelled pairs the final student is distilled on (of 45,051)
-SEARCH = SearchSettings(samples=20, sample_epochs=1, sample_limit=1000, sample_eval_limit=500, latency_architectures=24,
+SEARCH = SearchSettings(samples=20, sample_epochs=1, sample_limit=1000, sample_eval_limit=500,
                         population=40, generations=50)
 DISTILL = {
     "defect": DistillConfig(epochs=3, patience=2, ground_truth=GROUND_TRUTH, length_buckets=50),

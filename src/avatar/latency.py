@@ -1,9 +1,11 @@
 """Measured-latency objective: time random-weight students on this CPU, fit a small model, predict the rest.
 
 Latency does not depend on weights, so candidate architectures are built with random weights and timed at
-batch size 1 on full-length inputs. A linear model on physically motivated features (GFLOPs, layers, layers x
-sequence length) is fitted to the measurements; its leave-one-out error is reported. Measurements are cached
-per machine (processor, torch version, threads), so a rerun measures only new architectures.
+batch size 1 on full-length inputs, with the threads the measurement stage uses. A non-negative linear model on
+the terms a CPU spends its time on, per layer and input (projections L·T·H², feed-forward L·T·H·I, attention
+scores L·heads·T², element-wise work L·T·H, per-layer overhead L, and a constant), is fitted to minimise the
+relative error (what the leave-one-out error reports). Measurements are cached per machine (processor, torch
+version, threads), so a rerun measures only new architectures.
 """
 
 from __future__ import annotations
@@ -17,10 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.linear_model import LinearRegression
-from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
 from avatar._io import cache_dir, sha256_json, write_json_atomic
-from avatar.cost import flops
 from avatar.modeling import build_student
 from avatar.student import StudentConfig
 from avatar.tasks import Task
@@ -76,10 +76,19 @@ class LatencyCache:
 
 
 def _features(configs: list[dict], num_inputs: int) -> np.ndarray:
-    return np.array([
-        [flops(StudentConfig(**c), num_inputs) / 1e9, c["num_hidden_layers"], c["num_hidden_layers"] * c["max_sequence_length"] / 512]
-        for c in configs
-    ])
+    """Per configuration: the cost terms (scaled to similar sizes) and a constant, for ``num_inputs`` sequences."""
+    rows = []
+    for c in configs:
+        L, T, H, I, A = (c["num_hidden_layers"], c["max_sequence_length"], c["hidden_size"], c["intermediate_size"],
+                         c["num_attention_heads"])
+        rows.append([num_inputs * L * T * H * H / 1e9, num_inputs * L * T * H * I / 1e9, num_inputs * L * A * T * T / 1e8,
+                     num_inputs * L * T * H / 1e7, L, 1.0])
+    return np.array(rows)
+
+
+def _fit_relative(X: np.ndarray, y: np.ndarray) -> LinearRegression:
+    """Non-negative least squares on relative errors: rows divided by their latency, target 1."""
+    return LinearRegression(positive=True, fit_intercept=False).fit(X / y[:, None], np.ones(len(y)))
 
 
 @dataclass
@@ -90,10 +99,11 @@ class LatencyModel:
 
     @classmethod
     def fit(cls, configs: list[dict], latencies_ms: list[float], num_inputs: int) -> LatencyModel:
-        X, y = _features(configs, num_inputs), np.asarray(latencies_ms)
-        pred = cross_val_predict(LinearRegression(positive=True), X, y, cv=LeaveOneOut())
-        report = {"measurements": len(y), "loocv_mape": float(np.mean(np.abs(pred - y) / y)), "loocv_mae_ms": float(np.mean(np.abs(pred - y)))}
-        return cls(num_inputs, LinearRegression(positive=True).fit(X, y), report)
+        X, y = _features(configs, num_inputs), np.asarray(latencies_ms, dtype=float)
+        pred = np.array([_fit_relative(np.delete(X, i, 0), np.delete(y, i)).predict(X[i : i + 1])[0] for i in range(len(y))])
+        report = {"measurements": len(y), "loocv_mape": float(np.mean(np.abs(pred - y) / y)), "loocv_mae_ms": float(np.mean(np.abs(pred - y))),
+                  "threads": torch.get_num_threads()}
+        return cls(num_inputs, _fit_relative(X, y), report)
 
     def predict(self, configs: list[dict]) -> np.ndarray:
         """Predicted batch-1 latency in ms (never below a small positive floor)."""

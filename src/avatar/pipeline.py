@@ -159,8 +159,11 @@ def indicator_stage(
     return run.stage("indicator", inputs, ["indicator/indicator.json"], fn)
 
 
-def latency_stage(run: Run, task: Task, space: Space, settings: SearchSettings, space_key: str) -> Stage:
-    """Time random-weight architectures on this CPU and fit the latency model: ``RUN/latency.json``."""
+def latency_stage(run: Run, task: Task, space: Space, settings: SearchSettings, space_key: str, threads: int | None = None) -> Stage:
+    """Time random-weight architectures on this CPU (with the measurement stage's ``threads``) and fit the latency
+    model: ``RUN/latency.json``."""
+    import torch
+
     from avatar.latency import LatencyCache, LatencyModel, machine_key
     from avatar.sampling import sample
     from avatar.smt import Feasibility
@@ -169,12 +172,18 @@ def latency_stage(run: Run, task: Task, space: Space, settings: SearchSettings, 
         searched = searched_space(run.root, space)
         feas = Feasibility(searched, settings.constraints(task.num_inputs))
         timed = sample(searched, feas, settings.latency_architectures, settings.seed + 1)
-        latencies = LatencyCache().measure(timed, task)
-        report = LatencyModel.fit(timed, latencies, task.num_inputs).report
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            latencies = LatencyCache().measure(timed, task)
+            report = LatencyModel.fit(timed, latencies, task.num_inputs).report
+        finally:
+            torch.set_num_threads(before)
         write_json_atomic(run.root / "latency.json", {"report": report, "measured_ms": latencies, "configs": timed})
         return report
 
-    inputs = {"space": space_key, "architectures": settings.latency_architectures, "seed": settings.seed, "machine": machine_key()}
+    inputs = {"space": space_key, "architectures": settings.latency_architectures, "seed": settings.seed, "threads": threads,
+              "machine": machine_key()}
     return run.stage("latency", inputs, ["latency.json"], fn)
 
 
@@ -252,13 +261,14 @@ def choose_stage(run: Run, pareto: Stage, prefer: str) -> Stage:
 
 
 def search_stages(run: Run, task: Task, space: Space, settings: SearchSettings, data_dir: Path | None, data_seed: int,
-                  soft_labels: Path, space_done: Stage | None = None, distill: DistillConfig | None = None) -> dict[str, Stage]:
+                  soft_labels: Path, space_done: Stage | None = None, distill: DistillConfig | None = None,
+                  threads: int | None = None) -> dict[str, Stage]:
     """Space (unless ``space_done``) -> indicator -> latency model -> search -> choice, each skipped when done.
     The indicator's samples are distilled with ``distill``'s loss on their short budget."""
     check_settings(settings)
     stages = {"space": space_done or space_stage(run, task, space, settings)}
     stages["indicator"] = indicator_stage(run, task, space, settings, stages["space"].key, data_dir, data_seed, soft_labels, distill)
-    speed = latency_stage(run, task, space, settings, stages["space"].key) if settings.objective == "latency" else None
+    speed = latency_stage(run, task, space, settings, stages["space"].key, threads) if settings.objective == "latency" else None
     if speed:
         stages["latency"] = speed
     stages["pareto"] = pareto_stage(run, task, space, settings, stages["indicator"], speed)
@@ -395,7 +405,7 @@ def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> di
     else:
         stages["soft_labels"] = given_labels_stage(run, data, Path(config.teacher_labels))
     stages |= search_stages(run, task, space, config.search, data_dir, config.seed, run.root / "soft_labels.json", distill=config.distill,
-                            space_done=stages["space"])
+                            space_done=stages["space"], threads=config.measure.threads)
     stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], config.distill, progress)
     about = {"data": f"{config.task} data in {data_dir}" if data_dir else f"the built-in {config.task} sample (a few hundred examples)",
              "teacher": (f"its predictions, imported into {config.teacher_labels}" if config.teacher_labels else

@@ -98,7 +98,7 @@ class SearchSettings:
     sample_eval_limit: int | None = 500  # validation examples scoring each sample (none: all)
     sample_metric: str = "roc_auc"  # validation metric the indicator learns: roc_auc, accuracy or f1
     objective: str = "latency"  # "latency" (measured on this CPU) or "flops" (the paper's proxy)
-    latency_architectures: int = 24  # random-weight architectures timed to fit the latency model
+    latency_architectures: int = 40  # random-weight architectures timed to fit the latency model (its leave-one-out error is reported)
     algorithm: str = "nsga2"  # "nsga2" or "paper-ga"
     population: int = 40  # individuals per generation
     generations: int = 50  # generations of the search
