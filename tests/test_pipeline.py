@@ -148,6 +148,8 @@ def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny
         for name, b in bounds.items():
             assert cfg[name] in b if name in categorical else b[0] <= cfg[name] <= b[1], (name, cfg[name], b)
     assert 0 <= stages["indicator"].result["pruned_by_bounds"] < 1
+    ind = stages["indicator"].result
+    assert ind["score_noise"] > 0 and ind["score_spread"] >= 0 and "Noise of one sample's score" in (run / "report.md").read_text()
     assert not any(s.reused for s in stages.values())
 
     calls = []

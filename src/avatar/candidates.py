@@ -16,7 +16,7 @@ from avatar.distill import DistillConfig
 from avatar.executor import Executor, run_jobs
 
 
-RESULT_FORMAT = 2  # 2: validation ROC AUC included; results of another format are redone, not misread
+RESULT_FORMAT = 3  # 3: per-example validation margins included; results of another format are redone, not misread
 
 
 def candidate_key(config: dict, data: dict, soft_labels_key: str, budget: DistillConfig) -> str:
@@ -47,6 +47,7 @@ def distill_candidate(job: dict) -> dict:
         torch.set_num_threads(threads)
     return {
         "valid": metrics["valid"],
+        "valid_margins": metrics["valid_margins"],
         "parameters": metrics["parameters"],
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -28,7 +28,7 @@ from avatar.modeling import MAX_LENGTH_KEY, Classifier, build_student, save_clas
 from avatar.student import StudentConfig
 from avatar.settings import DistillConfig, TrainConfig
 from avatar.tasks import Example, Task, TaskData, fingerprint, limit_examples
-from avatar.trainer import Checkpoint, Encoded, Trainer, encode, predict_logits, score
+from avatar.trainer import Checkpoint, Encoded, Trainer, encode, predict_logits, score, score_and_margins
 from avatar.vocab import distinct_texts, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -140,12 +140,14 @@ def distill(
         teacher_rows=len(train_ex), ground_truth=config.ground_truth,
     )
     result = trainer.train()
+    valid_scores, valid_margins = score_and_margins(task, model, valid)
     metrics = {
         "task": task.name,
         "main_metric": task.main_metric,
         "teacher_kind": soft_labels.kind,
         "loss": _loss_words(config, hard=logits is None, truth=len(truth_ex)),
-        "valid": score(task, model, valid),
+        "valid": valid_scores,
+        "valid_margins": [round(float(m), 4) for m in valid_margins],  # per validation example, for the score's noise
         "test": score(task, model, test),
         "agreement_with_teacher": _agreement(model, train.subset(range(len(train_ex)))),
         "parameters": parameter_count(student, task.num_inputs),

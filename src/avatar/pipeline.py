@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
+
+import numpy as np
 from pathlib import Path
 
 from rich.progress import Progress
@@ -149,14 +151,28 @@ def indicator_stage(
         scores = [r["valid"][settings.sample_metric] for r in results]
         if None in scores:
             raise AvatarError(f"the validation split has one class only: {settings.sample_metric} is undefined; use accuracy")
+        noise = score_noise(task, data, short_budget, results, settings.sample_metric)
         indicator = Indicator.fit(space, configs, scores, settings.seed)
         indicator.save(run.root / "indicator" / "indicator.json")
         return {"choice": indicator.choice, "metric": settings.sample_metric, **indicator.report[indicator.choice], "scores": scores,
-                "sampled_grid": space.total(), "full_grid": full.total(), "pruned_by_bounds": 1 - space.total() / full.total()}
+                "sampled_grid": space.total(), "full_grid": full.total(), "pruned_by_bounds": 1 - space.total() / full.total(),
+                "score_noise": noise, "score_spread": float(np.std(scores))}
 
     inputs = {"space": space_key, "soft_labels": soft.key, "samples": settings.samples, "metric": settings.sample_metric, "seed": settings.seed,
               "short_budget": asdict(short_budget), "data_seed": data_seed}
     return run.stage("indicator", inputs, ["indicator/indicator.json"], fn)
+
+
+def score_noise(task: Task, data: TaskData, budget: DistillConfig, results: list[dict], metric: str) -> float:
+    """The typical standard error of one sample's validation ``metric`` from resampling its validation examples
+    (mean over the samples): spread between samples below it says nothing."""
+    from avatar.stats import bootstrap_sd
+    from avatar.tasks import limit_examples
+
+    labels = np.array([ex.label for ex in limit_examples(data.valid, budget.eval_limit, budget.seed)])
+    sds = [bootstrap_sd(labels, (np.asarray(r["valid_margins"]) > 0).astype(int), r["valid_margins"], samples=200)[metric]
+           for r in results]
+    return float(np.mean(sds))
 
 
 def latency_stage(run: Run, task: Task, space: Space, settings: SearchSettings, space_key: str, threads: int | None = None) -> Stage:

@@ -299,11 +299,21 @@ def write_report(run: Path) -> dict:
 
     if indicator:
         lines += ["## Effectiveness indicator (leave-one-out over the distilled samples)", "",
-                  f"Learns the validation {metric} of each sample after its short distillation.", ""]
+                  f"Learns the validation {metric} of each sample after its short distillation."
+                  + (f" The final student is judged by {metrics['main_metric']}; the indicator learns {metric} because after a "
+                     "short distillation most samples still predict one class, so their accuracies tie while the ranking "
+                     "their logits make already differs." if metrics and metric != metrics["main_metric"] else ""), ""]
         rows = [[f"{n}{' (chosen)' if n == indicator['choice'] else ''}", f"{v['loocv_mae']:.4f}",
                  "-" if v["kendall_tau"] is None else f"{v['kendall_tau']:.3f}"] for n, v in indicator["report"].items()]
         lines += _md_table(["surrogate", "LOOCV MAE", "Kendall τ"], rows)
         lines += ["", f"{len(indicator['scores'])} samples, scores {min(indicator['scores']):.4f}–{max(indicator['scores']):.4f}.", ""]
+        ind = (stages.get("indicator") or {}).get("result", {})
+        if "score_noise" in ind:
+            verdict = ("below the spread: the samples' scores tell them apart" if ind["score_noise"] < ind["score_spread"] else
+                       "not below the spread: the samples' scores cannot tell them apart; score them on more validation examples")
+            lines += [f"Noise of one sample's score (bootstrap sd over its validation examples) {ind['score_noise']:.4f}, spread between "
+                      f"samples (sd) {ind['score_spread']:.4f}: the noise is {verdict}. The samples were drawn from the space cut to "
+                      f"z3's bounds ({100 * ind['pruned_by_bounds']:.3g} % of the grid cut).", ""]
         if latency:
             lr = latency["report"]
             lines += [f"Latency model: {lr['measurements']} architectures timed, leave-one-out error {100 * lr['loocv_mape']:.1f} % "

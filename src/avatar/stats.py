@@ -43,12 +43,10 @@ def learned_nothing(scores: dict, metric: str) -> str | None:
     return None
 
 
-def bootstrap_intervals(task, labels, preds, scores, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> dict[str, list[float]]:
-    """Percentile bootstrap intervals (``LEVEL``) of accuracy, F1 and ROC AUC over resamples of the test examples.
-
-    All resamples at once: accuracy and F1 from counts, ROC AUC from ranks (Mann-Whitney, ties averaged), the
-    same definitions as ``Task.metrics`` (F1 of class 1; 0 when nothing is predicted positive).
-    """
+def _draws(labels, preds, scores, seed: int, samples: int) -> dict[str, np.ndarray]:
+    """Accuracy, F1 and ROC AUC over ``samples`` resamples of the examples, all at once: accuracy and F1 from
+    counts, ROC AUC from ranks (Mann-Whitney, ties averaged), the same definitions as ``Task.metrics`` (F1 of class
+    1; 0 when nothing is predicted positive)."""
     from scipy.stats import rankdata
 
     labels, preds, scores = np.asarray(labels), np.asarray(preds), np.asarray(scores, dtype=np.float64)
@@ -62,8 +60,20 @@ def bootstrap_intervals(task, labels, preds, scores, seed: int = 0, samples: int
         ranks = rankdata(scores[rows][both], axis=1)
         n1, n0 = positives[both], y.shape[1] - positives[both]
         draws["roc_auc"] = ((ranks * y[both]).sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return draws
+
+
+def bootstrap_intervals(task, labels, preds, scores, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals (``LEVEL``) of accuracy, F1 and ROC AUC over resamples of the test examples."""
     tail = (1 - LEVEL) / 2 * 100
-    return {name: [round(float(np.percentile(v, tail)), 4), round(float(np.percentile(v, 100 - tail)), 4)] for name, v in draws.items()}
+    return {name: [round(float(np.percentile(v, tail)), 4), round(float(np.percentile(v, 100 - tail)), 4)]
+            for name, v in _draws(labels, preds, scores, seed, samples).items()}
+
+
+def bootstrap_sd(labels, preds, scores, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> dict[str, float]:
+    """The standard error of accuracy, F1 and ROC AUC from resampling the examples: how much a score would move
+    on another draw of the same number of examples."""
+    return {name: float(np.std(v)) for name, v in _draws(labels, preds, scores, seed, samples).items()}
 
 
 def mcnemar(correct_a, correct_b) -> dict:

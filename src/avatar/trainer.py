@@ -137,9 +137,15 @@ def predict_logits(model: Classifier, data: Encoded, batch_size: int = 32, on_ba
 
 
 def score(task: Task, model: Classifier, data: Encoded, batch_size: int = 32) -> dict[str, float]:
+    return score_and_margins(task, model, data, batch_size)[0]
+
+
+def score_and_margins(task: Task, model: Classifier, data: Encoded, batch_size: int = 32) -> tuple[dict[str, float], np.ndarray]:
+    """The task's metrics on ``data``, and each example's logit margin (logit 1 - logit 0, which ranks examples as
+    the probability of class 1 does)."""
     logits = predict_logits(model, data, batch_size)
-    margin = logits[:, 1] - logits[:, 0]  # ranks examples as the probability of class 1 does
-    return task.metrics(data.labels.tolist(), logits.argmax(axis=1).tolist(), margin.tolist())
+    margin = logits[:, 1] - logits[:, 0]
+    return task.metrics(data.labels.tolist(), logits.argmax(axis=1).tolist(), margin.tolist()), margin
 
 
 def batch_rows(data: Encoded, batch_size: int, generator: torch.Generator, length_buckets: int = 1) -> Iterator[list[int]]:
