@@ -42,3 +42,35 @@ def test_two_real_candidates_are_distilled_scored_and_resumed(tmp_path, defect_c
             return iter(())
 
     assert score_candidates(CONFIGS, *args, Refuses()) == results
+
+
+def test_successive_halving_promotes_the_best_and_resumes_after_a_kill():
+    import math
+
+    from avatar.candidates import successive_halving
+
+    quality = [0.3, 0.9, 0.5, 0.7, 0.1, 0.8, 0.6, 0.2, 0.4]  # the true ranking of nine samples
+    store, calls = {}, []
+
+    def run_rung(rung, chosen, die_at=None):
+        out = []
+        for i in chosen:
+            if (i, rung) not in store:  # what run_jobs does: a finished candidate is read back
+                if die_at is not None and len(calls) == die_at:
+                    raise KeyboardInterrupt
+                calls.append((i, rung))
+                store[(i, rung)] = {"valid": {"roc_auc": quality[i] - 0.05 / (rung + 1)}}  # noisier at a small budget
+            out.append(store[(i, rung)])
+        return out
+
+    score = lambda r: r["valid"]["roc_auc"]  # noqa: E731
+    try:
+        successive_halving(9, 3, 3, lambda rung, chosen: run_rung(rung, chosen, die_at=10), score)
+    except KeyboardInterrupt:
+        pass
+    assert len(calls) == 10  # all nine at rung 0 and one at rung 1 were finished before the kill
+    reached = successive_halving(9, 3, 3, run_rung, score)
+    assert len(calls) == 9 + 3 + 1  # the rerun redid nothing
+    by_rung = {r: sorted(i for i, (k, _) in reached.items() if k == r) for r in range(3)}
+    assert by_rung[2] == [1] and by_rung[1] == [3, 5] and len(by_rung[0]) == 6  # top 3 of 9, then top 1 of 3
+    assert sorted(i for i, rung in calls if rung == 1) == [1, 3, 5] and math.ceil(9 / 3) == 3

@@ -59,3 +59,18 @@ def test_save_load_gives_the_same_predictions(tmp_path, data):
 def test_too_few_samples():
     with pytest.raises(AvatarError, match="at least 3 scored samples"):
         Indicator.fit(Space.paper(), [], [])
+
+
+def test_with_budget_levels_it_learns_from_every_sample_and_predicts_at_the_top(tmp_path, data):
+    space, configs, _ = data
+    fidelity = [1.0 if i % 3 == 0 else 0.0 for i in range(len(configs))]
+    seen = [_truth(c) - 0.05 * (1 - f) for c, f in zip(configs, fidelity)]  # a small budget scores lower
+    ind = Indicator.fit(space, configs, seen, seed=0, fidelity=fidelity)
+    top_configs, top_scores = ind.top()
+    assert top_configs == configs[::3] and top_scores == pytest.approx(seen[::3])
+    low = [i for i, f in enumerate(fidelity) if f == 0.0]
+    pred, _ = ind.predict([configs[i] for i in low])
+    # predictions are made at the top level: above what those samples scored at the small budget, on average
+    assert np.mean(pred) > np.mean([seen[i] for i in low])
+    ind.save(tmp_path / "i.json")
+    assert Indicator.load(tmp_path / "i.json", space).fidelity == fidelity

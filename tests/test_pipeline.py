@@ -167,6 +167,15 @@ def test_compress_end_to_end_resumes_and_reruns_only_what_changed(tmp_path, tiny
     assert {name for name, s in compress(knee, run).stages.items() if not s.reused} == {"choose", "student", "export", "measure", "report"}
     assert not calls
 
+    # successive halving: the three samples at rung 0 are read back, the best two of them go on with twice the epochs
+    monkeypatch.undo()
+    halving = replace(knee, search=replace(knee.search, rungs=2, eta=2))
+    stages = compress(halving, run).stages
+    reached = stages["indicator"].result["rungs_reached"]
+    assert sorted(reached) == [0, 1, 1] and len(list((run / "indicator" / "candidates").glob("*.json"))) == 3 + 2
+    ind = json.loads((run / "indicator" / "indicator.json").read_text())
+    assert ind["fidelity"] == [float(r) for r in reached]
+
 
 def test_compress_killed_mid_run_resumes_without_redoing_finished_work(tmp_path, tiny_encoder, defect_data):
     run = tmp_path / "run"

@@ -6,8 +6,10 @@ change of those is new work while an interrupted stage resumes where it stopped,
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -69,3 +71,19 @@ def score_candidates(
     ]
     results = run_jobs(distill_candidate, jobs, results_dir, executor)
     return [results[j["key"]] for j in jobs]
+
+
+def successive_halving(n: int, rungs: int, eta: int, run_rung: Callable[[int, list[int]], list[dict]],
+                       score: Callable[[dict], float | None]) -> dict[int, tuple[int, dict]]:
+    """Successive halving (as in Hyperband / ASHA) over samples 0..n-1: all of them at rung 0, then at each rung the
+    best ceil(k / eta) by ``score`` go on to the next. ``run_rung(rung, samples)`` gives their results in order
+    (finished ones are read back, so a killed run resumes per sample and rung). Returns each sample's highest rung
+    and its result there."""
+    alive, reached = list(range(n)), {}
+    for rung in range(rungs):
+        for i, result in zip(alive, run_rung(rung, alive)):
+            reached[i] = (rung, result)
+        if rung + 1 < rungs:
+            value = lambda i: -math.inf if score(reached[i][1]) is None else score(reached[i][1])  # noqa: E731
+            alive = sorted(sorted(alive, key=lambda i: (-value(i), i))[: max(1, math.ceil(len(alive) / eta))])
+    return reached

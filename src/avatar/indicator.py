@@ -2,8 +2,10 @@
 
 Several scikit-learn surrogates (Bayesian ridge as in the paper, a Gaussian process, a tree ensemble) are
 scored by leave-one-out error on the distilled samples; the best by mean absolute error is refitted on all of
-them. Features: one-hot categories and numeric genes scaled to [0, 1]. Saved as JSON (the samples, the choice
-and the report) and refitted on load — deterministic and small, and no pickle to trust.
+them. Features: one-hot categories and numeric genes scaled to [0, 1], and with successive halving the budget
+level each sample reached (0 to 1): the indicator learns from every sample at its highest level and predicts at
+the top one. Saved as JSON (the samples, the choice and the report) and refitted on load — deterministic and
+small, and no pickle to trust.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def features(space: Space, configs: list[dict]) -> np.ndarray:
     return np.array(columns, dtype=float).T
 
 
+def _with_fidelity(X: np.ndarray, fidelity: list[float] | None) -> np.ndarray:
+    return X if fidelity is None else np.column_stack([X, np.asarray(fidelity, dtype=float)])
+
+
 @dataclass
 class Indicator:
     space: Space
@@ -64,15 +70,16 @@ class Indicator:
     choice: str  # the surrogate kept
     report: dict  # per surrogate: LOOCV MAE, Kendall tau and the left-out predictions
     seed: int
+    fidelity: list[float] | None = None  # successive halving: the budget level each sample reached, 0..1 (none: one level)
     model: object = None
 
     @classmethod
-    def fit(cls, space: Space, configs: list[dict], scores: list[float], seed: int = 0) -> Indicator:
-        if len(configs) != len(scores):
+    def fit(cls, space: Space, configs: list[dict], scores: list[float], seed: int = 0, fidelity: list[float] | None = None) -> Indicator:
+        if len(configs) != len(scores) or (fidelity is not None and len(fidelity) != len(configs)):
             raise AvatarError(f"{len(configs)} configurations but {len(scores)} scores")
         if len(configs) < 3:
             raise AvatarError(f"the indicator needs at least 3 scored samples, got {len(scores)}")
-        X, y = features(space, configs), np.asarray(scores, dtype=float)
+        X, y = _with_fidelity(features(space, configs), fidelity), np.asarray(scores, dtype=float)
         report = {}
         for name, model in _surrogates(seed).items():
             with warnings.catch_warnings():  # a GP on 20 points often hits its hyperparameter bounds; LOOCV judges it
@@ -83,7 +90,7 @@ class Indicator:
                             "loocv_predictions": [float(v) for v in pred]}
         report["predict_mean_baseline"] = {"loocv_mae": float(np.abs(y - (y.sum() - y) / (len(y) - 1)).mean()), "kendall_tau": None}
         choice = min(SURROGATES, key=lambda n: report[n]["loocv_mae"])
-        return cls(space, list(configs), list(map(float, scores)), choice, report, seed)._refit()
+        return cls(space, list(configs), list(map(float, scores)), choice, report, seed, fidelity)._refit()
 
     @property
     def beats_mean(self) -> bool:
@@ -93,12 +100,21 @@ class Indicator:
     def _refit(self) -> Indicator:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.model = _surrogates(self.seed)[self.choice].fit(features(self.space, self.configs), np.asarray(self.scores))
+            self.model = _surrogates(self.seed)[self.choice].fit(_with_fidelity(features(self.space, self.configs), self.fidelity),
+                                                                  np.asarray(self.scores))
         return self
+
+    def top(self) -> tuple[list[dict], list[float]]:
+        """The samples that reached the highest budget level, with their scores (what predictions are made at)."""
+        if self.fidelity is None:
+            return list(self.configs), list(self.scores)
+        level = max(self.fidelity)
+        keep = [i for i, f in enumerate(self.fidelity) if f == level]
+        return [self.configs[i] for i in keep], [self.scores[i] for i in keep]
 
     def predict(self, configs: list[dict]) -> tuple[np.ndarray, np.ndarray | None]:
         """Predicted scores, and their standard deviations where the surrogate gives them (GP, ridge)."""
-        X = features(self.space, configs)
+        X = _with_fidelity(features(self.space, configs), None if self.fidelity is None else [1.0] * len(configs))
         if self.choice in ("gaussian_process", "bayesian_ridge"):
             mean, std = self.model.predict(X, return_std=True)
             return mean, std
@@ -107,7 +123,7 @@ class Indicator:
     def save(self, path: Path) -> None:
         write_json_atomic(Path(path), {
             "format": FORMAT, "choice": self.choice, "report": self.report, "seed": self.seed,
-            "space": self.space.describe(), "configs": self.configs, "scores": self.scores,
+            "space": self.space.describe(), "configs": self.configs, "scores": self.scores, "fidelity": self.fidelity,
         })
 
     @classmethod
@@ -122,4 +138,4 @@ class Indicator:
             raise AvatarError("not an Avatar indicator file", path)
         if doc["space"] != space.describe():
             raise AvatarError("the indicator was fitted on another configuration space", path)
-        return cls(space, doc["configs"], doc["scores"], doc["choice"], doc["report"], doc["seed"])._refit()
+        return cls(space, doc["configs"], doc["scores"], doc["choice"], doc["report"], doc["seed"], doc.get("fidelity"))._refit()

@@ -123,7 +123,7 @@ def indicator_stage(
     data_dir: Path | None, data_seed: int, soft_labels: Path, distill: DistillConfig | None = None,
 ) -> Stage:
     """Sample feasible configurations, distil each on the short budget, fit the indicator: ``RUN/indicator/``."""
-    from avatar.candidates import score_candidates
+    from avatar.candidates import score_candidates, successive_halving
     from avatar.distill import teacher_view
     from avatar.executor import make_executor
     from avatar.indicator import Indicator
@@ -143,23 +143,30 @@ def indicator_stage(
         teacher_view(data.unlabelled, soft)  # soft labels made for other data: fail here, not in every worker
         workers = settings.workers or os.cpu_count() or 1
         executor = make_executor(settings.executor, workers, settings.ray_address)
-        results = score_candidates(
-            configs, task.name, None if data_dir is None else str(Path(data_dir).resolve()), data_seed, soft_labels,
-            soft.key, data_fingerprints(data), short_budget, run.root / "indicator" / "candidates", executor,
-            threads=max(1, (os.cpu_count() or 1) // workers),
-        )
+
+        def run_rung(rung: int, chosen: list[int]) -> list[dict]:
+            return score_candidates(
+                [configs[i] for i in chosen], task.name, None if data_dir is None else str(Path(data_dir).resolve()), data_seed,
+                soft_labels, soft.key, data_fingerprints(data), settings.short_budget(distill, rung),
+                run.root / "indicator" / "candidates", executor, threads=max(1, (os.cpu_count() or 1) // workers),
+            )
+
+        reached = successive_halving(len(configs), settings.rungs, settings.eta, run_rung, lambda r: r["valid"][settings.sample_metric])
+        results = [reached[i][1] for i in range(len(configs))]
         scores = [r["valid"][settings.sample_metric] for r in results]
         if None in scores:
             raise AvatarError(f"the validation split has one class only: {settings.sample_metric} is undefined; use accuracy")
+        fidelity = [reached[i][0] / (settings.rungs - 1) for i in range(len(configs))] if settings.rungs > 1 else None
         noise = score_noise(task, data, short_budget, results, settings.sample_metric)
-        indicator = Indicator.fit(space, configs, scores, settings.seed)
+        indicator = Indicator.fit(space, configs, scores, settings.seed, fidelity)
         indicator.save(run.root / "indicator" / "indicator.json")
         return {"choice": indicator.choice, "metric": settings.sample_metric, **indicator.report[indicator.choice], "scores": scores,
+                "rungs_reached": [reached[i][0] for i in range(len(configs))],
                 "sampled_grid": space.total(), "full_grid": full.total(), "pruned_by_bounds": 1 - space.total() / full.total(),
                 "score_noise": noise, "score_spread": float(np.std(scores))}
 
     inputs = {"space": space_key, "soft_labels": soft.key, "samples": settings.samples, "metric": settings.sample_metric, "seed": settings.seed,
-              "short_budget": asdict(short_budget), "data_seed": data_seed}
+              "short_budget": asdict(short_budget), "rungs": settings.rungs, "eta": settings.eta, "data_seed": data_seed}
     return run.stage("indicator", inputs, ["indicator/indicator.json"], fn)
 
 
@@ -241,7 +248,8 @@ def pareto_stage(run: Run, task: Task, space: Space, settings: SearchSettings, i
         indicator = Indicator.load(run.root / "indicator" / "indicator.json", searched)
         # the distilled samples are candidates with what they measured; predictions only from a surrogate that
         # beats the samples' mean in leave-one-out
-        result = with_measured(search(searched, feas, objectives, algorithm, settings.seed), indicator.configs, indicator.scores,
+        top_configs, top_scores = indicator.top()  # measured at the budget predictions are made for
+        result = with_measured(search(searched, feas, objectives, algorithm, settings.seed), top_configs, top_scores,
                                objectives, use_predictions=indicator.beats_mean)
         rows = result.rows()
         write_json_atomic(run.root / "pareto.json", {"objectives": objective_names(speed_name),

@@ -97,6 +97,8 @@ class SearchSettings:
     sample_limit: int | None = 2000  # unlabelled examples of each sample's short distillation (none: all)
     sample_eval_limit: int | None = 500  # validation examples scoring each sample (none: all)
     sample_metric: str = "roc_auc"  # validation metric the indicator learns: roc_auc, accuracy or f1
+    rungs: int = 1  # successive halving: budget levels; at each, the best 1/eta of the samples go on with eta times the epochs (1: one level)
+    eta: int = 2  # successive halving's factor: the share promoted is 1/eta, the budget grows eta times
     objective: str = "latency"  # "latency" (measured on this CPU) or "flops" (the paper's proxy)
     latency_architectures: int = 40  # random-weight architectures timed to fit the latency model (its leave-one-out error is reported)
     algorithm: str = "nsga2"  # "nsga2" or "paper-ga"
@@ -115,11 +117,11 @@ class SearchSettings:
 
         return Constraints(int(self.budget_mb * MB), num_inputs, self.max_gflops, self.min_head_dim)
 
-    def short_budget(self, full: DistillConfig | None = None) -> DistillConfig:
-        """The brief distillation each indicator sample gets: the full distillation's loss (``full``), on the
-        samples' epochs and examples."""
-        return replace(full or DistillConfig(), epochs=self.sample_epochs, limit=self.sample_limit, eval_limit=self.sample_eval_limit,
-                       patience=None, seed=self.seed)
+    def short_budget(self, full: DistillConfig | None = None, rung: int = 0) -> DistillConfig:
+        """The brief distillation an indicator sample gets at successive halving's ``rung``: the full distillation's
+        loss (``full``), on the samples' examples, for ``sample_epochs`` x eta^rung epochs."""
+        return replace(full or DistillConfig(), epochs=self.sample_epochs * self.eta**rung, limit=self.sample_limit,
+                       eval_limit=self.sample_eval_limit, patience=None, seed=self.seed)
 
     def check(self) -> None:
         """The choices checked (numbers: ``check_settings``), before any work starts (the search is long)."""
@@ -184,7 +186,7 @@ RANGES = {
     "seed": (0, 2**32 - 1), "max_length": (1, 100_000), "flow_length": (1, 100_000), "temperature": (1e-3, 1e3),
     "alpha": (0.0, 1e3), "label_smoothing": (0.0, 0.5), "ground_truth": (0.0, 1e3), "length_buckets": (1, 10_000), "memory_mb": (1, 10**7), "limit": (1, 10**9), "eval_limit": (1, 10**9),
     "sample_limit": (1, 10**9), "sample_eval_limit": (1, 10**9), "budget_mb": (1e-6, 1e6), "max_gflops": (1e-9, 1e9),
-    "min_head_dim": (1, 4_096), "samples": (3, 100_000), "latency_architectures": (3, 10_000), "population": (2, 100_000),
+    "min_head_dim": (1, 4_096), "samples": (3, 100_000), "rungs": (1, 10), "eta": (2, 10), "latency_architectures": (3, 10_000), "population": (2, 100_000),
     "generations": (1, 100_000), "workers": (1, 4_096), "threads": (1, 4_096), "runs": (1, 10**6), "warmup": (0, 10**6),
     "throughput_examples": (1, 10**7), "energy_rounds": (1, 10_000), "energy_seconds": (0.01, 3_600.0),
     "architecture_tokens": (3, 100_000),
