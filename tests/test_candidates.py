@@ -74,3 +74,14 @@ def test_successive_halving_promotes_the_best_and_resumes_after_a_kill():
     by_rung = {r: sorted(i for i, (k, _) in reached.items() if k == r) for r in range(3)}
     assert by_rung[2] == [1] and by_rung[1] == [3, 5] and len(by_rung[0]) == 6  # top 3 of 9, then top 1 of 3
     assert sorted(i for i, rung in calls if rung == 1) == [1, 3, 5] and math.ceil(9 / 3) == 3
+
+
+def test_samples_get_equal_step_budgets_growing_by_eta_per_rung():
+    from avatar.settings import DistillConfig, SearchSettings
+
+    s = SearchSettings(sample_steps=20, eta=3, sample_limit=500)
+    full = DistillConfig(ground_truth=1.0, temperature=4.0)
+    rung0, rung2 = s.short_budget(full), s.short_budget(full, rung=2)
+    assert (rung0.max_steps, rung2.max_steps) == (20, 180) and rung0.limit == rung2.limit == 500
+    assert rung0.ground_truth == 1.0 and rung0.temperature == 4.0 and rung0.patience is None  # the full loss, briefly
+    assert SearchSettings().short_budget().max_steps is None  # by default: sample_epochs epochs

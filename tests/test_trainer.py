@@ -150,3 +150,14 @@ def test_length_buckets_cut_padding_and_still_see_every_example_once(tmp_path, t
     real = sum(len(t[0]) for t in data.tokens)
     assert bucketed - real < (plain - real) / 3  # most of the padding is gone
     assert list(batch_rows(data, 8, torch.Generator().manual_seed(1), 10)) == batches  # seeded
+
+
+def test_a_step_budget_is_the_same_whatever_the_batch_size(tmp_path, tiny_encoder):
+    task, model, enc = _setup("defect", tmp_path, tiny_encoder)
+    n = len(enc["labelled"])
+    for batch in (8, 32):
+        task, model, enc = _setup("defect", tmp_path, tiny_encoder)
+        cfg = TrainConfig(epochs=1, max_steps=13, batch_size=batch, learning_rate=1e-3, seed=0)
+        result = Trainer(model, task, cfg, enc["labelled"], enc["valid"]).train()
+        assert result.steps == 13 and result.history[-1]["step"] == 13  # it ends with a validation
+        assert len(result.history) == (13 * batch) // n + 1  # one per finished epoch, and the last step's

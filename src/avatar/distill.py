@@ -122,6 +122,7 @@ def distill(
     micro = max(1, config.memory_mb * MB // training_bytes_per_example(student, task.num_inputs))
     train_config = TrainConfig(
         epochs=config.epochs,
+        max_steps=config.max_steps,
         learning_rate=student.learning_rate,
         batch_size=student.batch_size,
         micro_batch_size=micro if micro < student.batch_size else None,

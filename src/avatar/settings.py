@@ -24,6 +24,7 @@ GRAPH_LENGTHS = {"defect": (400, 114), "clone": (384, 128)}
 @dataclass
 class TrainConfig:
     epochs: int = 3  # passes over the training examples
+    max_steps: int | None = None  # stop after this many optimiser steps, the schedule spanning them (none: the epochs decide)
     learning_rate: float = 5e-5  # peak AdamW learning rate
     batch_size: int = 16  # examples per optimiser step
     micro_batch_size: int | None = None  # examples per forward/backward pass; gradients of a batch accumulate (bounds memory)
@@ -64,6 +65,7 @@ class FinetuneConfig(TrainConfig):
 @dataclass
 class DistillConfig:
     epochs: int = 10  # passes over the unlabelled half
+    max_steps: int | None = None  # stop after this many optimiser steps (none: the epochs decide); equal budgets across batch sizes
     temperature: float = 2.0  # softens teacher and student distributions in the KL term
     alpha: float = 0.0  # weight of cross-entropy on the teacher's argmax (0: KL only)
     label_smoothing: float = 0.0  # hard teacher labels (a predictions file of labels): smoothing of their cross-entropy target
@@ -93,7 +95,8 @@ class SearchSettings:
     max_gflops: float | None = None  # cap on inference GFLOPs per example
     min_head_dim: int = 4  # smallest hidden_size / heads allowed
     samples: int = 20  # configurations distilled briefly to train the indicator
-    sample_epochs: int = 1  # epochs of each sample's short distillation
+    sample_epochs: int = 1  # epochs of each sample's short distillation (unless sample_steps is set)
+    sample_steps: int | None = None  # optimiser steps of each sample's short distillation, the same whatever its batch size (none: sample_epochs)
     sample_limit: int | None = 2000  # unlabelled examples of each sample's short distillation (none: all)
     sample_eval_limit: int | None = 500  # validation examples scoring each sample (none: all)
     sample_metric: str = "roc_auc"  # validation metric the indicator learns: roc_auc, accuracy or f1
@@ -119,8 +122,9 @@ class SearchSettings:
 
     def short_budget(self, full: DistillConfig | None = None, rung: int = 0) -> DistillConfig:
         """The brief distillation an indicator sample gets at successive halving's ``rung``: the full distillation's
-        loss (``full``), on the samples' examples, for ``sample_epochs`` x eta^rung epochs."""
-        return replace(full or DistillConfig(), epochs=self.sample_epochs * self.eta**rung, limit=self.sample_limit,
+        loss (``full``), on the samples' examples, for ``sample_steps`` x eta^rung optimiser steps (else as many epochs)."""
+        steps = None if self.sample_steps is None else self.sample_steps * self.eta**rung
+        return replace(full or DistillConfig(), epochs=self.sample_epochs * self.eta**rung, max_steps=steps, limit=self.sample_limit,
                        eval_limit=self.sample_eval_limit, patience=None, seed=self.seed)
 
     def check(self) -> None:
@@ -180,7 +184,7 @@ class ExportConfig:
 # epochs of fine-tuning and of distillation, ...). Bounds are generous; they catch typos and values that would
 # fail a later stage or overflow, before any work starts.
 RANGES = {
-    "epochs": (1, 10_000), "sample_epochs": (1, 10_000), "learning_rate": (1e-9, 1.0), "weight_decay": (0.0, 1.0),
+    "epochs": (1, 10_000), "sample_epochs": (1, 10_000), "max_steps": (1, 10**9), "sample_steps": (1, 10**9), "learning_rate": (1e-9, 1.0), "weight_decay": (0.0, 1.0),
     "warmup_ratio": (0.0, 1.0), "max_grad_norm": (1e-6, 1e6), "evals_per_epoch": (1, 1_000), "patience": (1, 10_000),
     "batch_size": (1, 65_536), "micro_batch_size": (1, 65_536), "eval_batch_size": (1, 65_536), "throughput_batch": (1, 65_536),
     "seed": (0, 2**32 - 1), "max_length": (1, 100_000), "flow_length": (1, 100_000), "temperature": (1e-3, 1e3),

@@ -231,7 +231,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
         steps_per_epoch = math.ceil(len(self.train_data) / cfg.batch_size)
-        total = steps_per_epoch * cfg.epochs
+        total = cfg.max_steps or steps_per_epoch * cfg.epochs  # a step budget runs the epochs it needs and stops
+        epochs = math.ceil(total / steps_per_epoch)
         eval_at = {round(steps_per_epoch * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
         optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.learning_rate)
         schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
@@ -247,8 +248,10 @@ class Trainer:
             if bar is not None:
                 self.progress.update(bar, completed=result.steps)
         self.model.train()
-        for epoch in range(first_epoch, cfg.epochs):
+        for epoch in range(first_epoch, epochs):
             for i, rows in enumerate(self._batches(generator), start=1):
+                if result.steps == total:
+                    break
                 loss = self._step_loss(rows)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -257,7 +260,7 @@ class Trainer:
                 result.steps += 1
                 if bar is not None:
                     self.progress.update(bar, advance=1, description=f"epoch {epoch + 1} loss {loss:.4f}")
-                if i not in eval_at:
+                if i not in eval_at and result.steps != total:  # a step budget ends with a validation
                     continue
                 metrics = score(self.task, self.model, self.valid_data, cfg.eval_batch_size)
                 value = metrics[self.task.main_metric]
@@ -274,7 +277,7 @@ class Trainer:
                     log.info("early stop after %d validations without improvement", stale)
                     self.model.load_state_dict(best_state)
                     return result
-            if self.checkpoint and epoch + 1 < cfg.epochs:
+            if self.checkpoint and epoch + 1 < epochs:
                 self.checkpoint.save(epoch + 1, stale, self.model, best_state, result, optimizer, schedule, generator)
         self.model.load_state_dict(best_state)
         return result
