@@ -129,6 +129,7 @@ def distill(
         weight_decay=config.weight_decay,
         warmup_ratio=config.warmup_ratio,
         evals_per_epoch=config.evals_per_epoch,
+        length_buckets=config.length_buckets,
         patience=config.patience,
         seed=config.seed,
     )
@@ -136,7 +137,7 @@ def distill(
            "data": [fingerprint(ex) for ex in (train_ex, truth_ex, valid_ex)]}
     checkpoint = Checkpoint(checkpoint_path(out_dir), sha256_json(key))
     trainer = DistillationTrainer(
-        model, task, train_config, train, valid, progress=progress, checkpoint=checkpoint, length_buckets=config.length_buckets,
+        model, task, train_config, train, valid, progress=progress, checkpoint=checkpoint,
         teacher_logits=logits, temperature=config.temperature, alpha=config.alpha, label_smoothing=config.label_smoothing,
         teacher_rows=len(train_ex), ground_truth=config.ground_truth,
     )

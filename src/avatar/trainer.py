@@ -200,13 +200,11 @@ class Trainer:
         valid: Encoded,
         progress: Progress | None = None,
         checkpoint: Checkpoint | None = None,
-        length_buckets: int = 1,
     ):
         self.model, self.task, self.config = model, task, config
         self.train_data, self.valid_data = train, valid
         self.progress = progress
         self.checkpoint = checkpoint
-        self.length_buckets = length_buckets
 
     def loss(self, logits: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
         """Cross-entropy against the ground truth; distillation overrides this."""
@@ -224,7 +222,7 @@ class Trainer:
         return total
 
     def _batches(self, generator: torch.Generator) -> Iterator[list[int]]:
-        return batch_rows(self.train_data, self.config.batch_size, generator, self.length_buckets)
+        return batch_rows(self.train_data, self.config.batch_size, generator, self.config.length_buckets)
 
     def train(self) -> TrainResult:
         cfg = self.config
