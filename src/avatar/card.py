@@ -43,8 +43,10 @@ def model_card(manifest: dict, trained: dict | None, about: dict) -> str:
     ]
     if trained:
         ex = trained.get("examples", {})
-        lines.append(f"- Training: {ex.get('train', '?')} examples labelled by the teacher, best checkpoint by validation "
-                     f"{trained.get('main_metric', main)} on {ex.get('valid', '?')}; {trained.get('steps', '?')} optimiser steps.")
+        truth = f" and {ex['labelled']} with their true labels" if ex.get("labelled") else ""
+        lines.append(f"- Training: {ex.get('train', '?')} examples labelled by the teacher{truth}, best checkpoint by validation "
+                     f"{trained.get('main_metric', main)} on {ex.get('valid', '?')}; {trained.get('steps', '?')} optimiser steps"
+                     + (f"; loss: {trained['loss']}." if trained.get("loss") else "."))
         if "student" in trained:
             s = trained["student"]
             lines.append(f"- Configuration: {s['num_hidden_layers']} layers, hidden {s['hidden_size']}, intermediate "
