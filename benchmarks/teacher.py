@@ -124,6 +124,9 @@ def main() -> None:
     if sys.argv[1:2] == ["--add-uncertainty"]:  # intervals and baselines for a teacher already fine-tuned and kept
         add_uncertainty(sys.argv[2])
         return
+    if sys.argv[1:2] == ["--keep-predictions"]:  # the teacher's logits, small enough to keep with the project
+        keep_predictions(sys.argv[2])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(SETTINGS), action="append")
     parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
@@ -144,6 +147,39 @@ def main() -> None:
         path.write_text(json.dumps(results, indent=2) + "\n")
         write_markdown(results, "python benchmarks/teacher.py")
         print(json.dumps({k: r[k] for k in ("task", "test", "train_seconds")}))
+
+
+ARTEFACTS = HERE / "artefacts"
+
+
+def keep_predictions(task_name: str) -> None:
+    """The fine-tuned teacher's logits on the unlabelled half, validation and test, as predictions files
+    (``avatar label --predictions`` reads the unlabelled one): what the other benchmarks need of the teacher, kept
+    with the project because the teacher took hours to fine-tune here and its 87 MB folder is not kept."""
+    from avatar.modeling import load_classifier
+    from avatar.trainer import encode_for, predict_logits
+
+    s = SETTINGS[task_name]
+    task = get_task(task_name)
+    data = task.load(HERE.parent.parent / "shared" / "data" / s["data"], seed=COMMON["seed"])
+    folder = HERE / "out" / "teacher" / task_name
+    model, tokenizer = load_classifier(folder, task)
+    out = ARTEFACTS / f"{task_name}-teacher"
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("unlabelled", "valid", "test"):
+        examples = data.split(split)
+        logits = predict_logits(model, encode_for(model, tokenizer, examples, task))
+        rows = [{"id": ex.id, "logits": [round(float(v), 5) for v in row]} for ex, row in zip(examples, logits)]
+        (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (out / "README.md").write_text(
+        f"# The {task_name} teacher's predictions\n\n"
+        f"Logits (class 0, class 1) of the MiniLM teacher of benchmarks/results/teacher.md ({task_name}: "
+        f"{metrics['examples']['train']} training examples, settings in teacher.json) on the unlabelled half, the "
+        "validation and the test split of ../shared/data, keyed by example id. Written by "
+        f"`python benchmarks/teacher.py --keep-predictions {task_name}`. The soft labels of `avatar compress` come "
+        f"from `avatar label --task {task_name} --data DIR --predictions unlabelled.jsonl --out soft_labels.json`.\n"
+    )
 
 
 def add_uncertainty(task_name: str) -> None:
