@@ -20,7 +20,7 @@ functions (MiniLM's WordPiece), capped at 400.
   (checkpoint choice) and 4,000-pair test sets.
 - Both: 20 indicator samples, each distilled for 1 epoch on 1,000 examples and scored on 500 validation ones;
   absolute position embeddings only (relative ones train too slowly here; see benchmarks/search.py); batches from
-  length-sorted pools (benchmarks/results/train_speed.md).
+  length-sorted pools (the default; benchmarks/results/train_speed.md).
 
 Writes benchmarks/results/paper_table.{md,json}; results of a task already there are kept when only the other
 task is run.
@@ -59,8 +59,8 @@ CLONE_PAIRS = 10_000  # BigCloneBench: unlabelled pairs the final student is dis
 SEARCH = SearchSettings(samples=20, sample_epochs=1, sample_limit=1000, sample_eval_limit=500,
                         population=40, generations=50)
 DISTILL = {
-    "defect": DistillConfig(epochs=3, patience=2, ground_truth=GROUND_TRUTH, length_buckets=50),
-    "clone": DistillConfig(epochs=2, patience=2, limit=CLONE_PAIRS, length_buckets=50),
+    "defect": DistillConfig(epochs=3, patience=2, ground_truth=GROUND_TRUTH),
+    "clone": DistillConfig(epochs=2, patience=2, limit=CLONE_PAIRS),
 }
 MEASURE = MeasureConfig(runs=50, warmup=5, throughput_examples=128, energy_rounds=3, energy_seconds=2.0,
                         architectures=["codebert-base", "compressor-3mb"], length_tokenizer=MINILM)

@@ -33,7 +33,7 @@ from distill import STUDENTS  # noqa: E402  (the benchmark students, defined onc
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-BUCKETS = 50  # the distillation default this benchmark measures
+BUCKETS = TrainConfig.length_buckets  # the default this benchmark measures against plain random batches
 MAX_LENGTH = 256
 
 
