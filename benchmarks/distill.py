@@ -32,9 +32,10 @@ from avatar.cost import MB
 from avatar.distill import distill
 from avatar.labels import label, load_soft_labels
 from avatar.measure import load_subjects, measure, ratios
+from avatar.predictions import import_predictions
 from avatar.report import ratio_sentence
 from avatar.stats import BASELINE_RULE, learned_nothing
-from avatar.settings import DistillConfig, MeasureConfig
+from avatar.settings import MINILM, DistillConfig, MeasureConfig
 from avatar.student import StudentConfig
 from avatar.tasks import get_task
 
@@ -74,6 +75,24 @@ def _student(variant: str, seed: int, task, data, soft, out: Path) -> dict:
     return distill(task, data, soft, cfg, folder, settings)
 
 
+KEPT = HERE / "artefacts" / "defect-teacher"  # the teacher's kept logits (benchmarks/teacher.py --keep-predictions defect)
+
+
+def kept_test_scores(task, data) -> dict:
+    """The teacher's test scores from its kept logits, as measurement records them (interval, baseline, correctness)."""
+    import numpy as np
+
+    from avatar.stats import baseline, bootstrap_intervals
+
+    logits = {row["id"]: row["logits"] for row in map(json.loads, (KEPT / "test.jsonl").read_text().splitlines())}
+    labels = np.array([ex.label for ex in data.test])
+    margin = np.array([logits[ex.id][1] - logits[ex.id][0] for ex in data.test])
+    preds = (margin > 0).astype(int)
+    return {**task.metrics(labels.tolist(), preds.tolist(), margin.tolist()), "examples": len(labels),
+            "interval95": bootstrap_intervals(task, labels, preds, margin), "baseline": baseline(task, labels),
+            "prediction_spread": float(np.std(1 / (1 + np.exp(-margin)))), "correct": (preds == labels).astype(int).tolist()}
+
+
 def _mean_sd(values: list[float]) -> list[float]:
     return [round(statistics.mean(values), 4), round(statistics.stdev(values), 4) if len(values) > 1 else 0.0]
 
@@ -87,13 +106,17 @@ def main() -> None:
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    if not (args.teacher / "model.safetensors").is_file():
+    here = (args.teacher / "model.safetensors").is_file()
+    if not here and not (KEPT / "unlabelled.jsonl").is_file():
         sys.exit(f"error: {args.teacher}: no fine-tuned teacher; run python benchmarks/teacher.py --task defect first")
 
     task = get_task("defect")
     data = task.load(args.data_root / "devign", seed=42)
     start = time.perf_counter()
-    label(args.teacher, task, data.unlabelled, args.out / "soft_labels.json")
+    if here:
+        label(args.teacher, task, data.unlabelled, args.out / "soft_labels.json")
+    else:  # the teacher's kept logits (its folder does not outlive a session here)
+        import_predictions(task, KEPT / "unlabelled.jsonl", data.unlabelled, args.out / "soft_labels.json")
     label_seconds = time.perf_counter() - start
     soft = load_soft_labels(args.out / "soft_labels.json")
     students = {}
@@ -110,8 +133,12 @@ def main() -> None:
             "valid_mean_sd": {k: _mean_sd([m["valid"][k] for m in runs.values()]) for k in ("accuracy", "f1")},
         }
 
-    specs = [str(args.teacher), *(str(args.out / _folder(n, SEEDS[0])) for n in args.variants), "arch:codebert-base"]
-    measured = measure(load_subjects(specs, task, data.test, MEASURE, seed=42), task, MEASURE)
+    first = str(args.teacher) if here else "arch:minilm-l6"  # without its folder: its architecture's costs, its kept scores
+    specs = [first, *(str(args.out / _folder(n, SEEDS[0])) for n in args.variants), "arch:codebert-base"]
+    cfg = MEASURE if here else replace(MEASURE, length_tokenizer=MINILM)
+    measured = measure(load_subjects(specs, task, data.test, cfg, seed=42), task, cfg)
+    if not here:
+        measured[0]["test"] = kept_test_scores(task, data)
     teacher, *rest = measured
     codebert = measured[-1]
     results = {
@@ -126,6 +153,7 @@ def main() -> None:
         "vs_minilm_teacher": {r["model"]: ratios(teacher, r, task.main_metric) for r in rest},
         "vs_codebert_base_architecture": {r["model"]: ratios(codebert, r, task.main_metric) for r in measured[:-1]},
         "paper": PAPER,
+        "teacher": "fine-tuned folder" if here else "kept logits (scores) and the minilm-l6 architecture (costs, random weights)",
         "names": {str(teacher["model"]): "MiniLM teacher", codebert["model"]: "arch:codebert-base",
                   **{str(args.out / _folder(n, SEEDS[0])): n for n in args.variants}},
     }
@@ -144,7 +172,8 @@ def write_markdown(r: dict) -> None:
         f"Command: `{r['command'].strip()}`  ",
         f"Machine: {r['machine']}. Data: distilled on the unlabelled half ({r['data']['unlabelled']} functions, "
         f"teacher soft labels only), best checkpoint by validation accuracy ({r['data']['valid']}), scored on the full "
-        f"CodeXGLUE test set ({r['data']['test']}). Each student is trained with seeds {', '.join(map(str, r['seeds']))}.",
+        f"CodeXGLUE test set ({r['data']['test']}). Each student is trained with seeds {', '.join(map(str, r['seeds']))}. "
+        f"The teacher is measured from its {r.get('teacher', 'fine-tuned folder')}.",
         "",
         "## Effectiveness over seeds (test set)",
         "",

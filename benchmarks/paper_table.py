@@ -10,8 +10,10 @@ in PyTorch and as its ONNX export (fp32, int8, through the runtime avatar scan u
 the codebert-base and Compressor (compressor-3mb) architectures, at the lengths a real tokenizer gives the test
 functions (MiniLM's WordPiece), capped at 400.
 
-- Devign: the MiniLM teacher fine-tuned on the whole labelled half (benchmarks/teacher.py), its soft labels on
-  the whole unlabelled half (10,927 functions) and, with weight GROUND_TRUTH, the labelled half's true labels;
+- Devign: the MiniLM teacher fine-tuned on the whole labelled half (benchmarks/teacher.py; given as fine-tuned,
+  or when its folder is gone, as its kept logits, benchmarks/artefacts/defect-teacher, with its architecture
+  measured for its costs), its soft labels on the whole unlabelled half (10,927 functions) and, with weight
+  GROUND_TRUTH, the labelled half's true labels;
   the full validation (2,732, checkpoint choice) and test (2,732) splits.
 - BigCloneBench: no teacher runs here. The fine-tuned CodeBERT teacher's predictions on the 45,051 unlabelled
   pairs (../shared/data/bigclonebench/extra/compressor_unlabel_train_4col.txt; 99.6 % agree with the hidden true
@@ -73,11 +75,24 @@ COMPRESSOR = {  # the published 3 MB students of Compressor (ASE'22), as measure
 BCB_PREDICTIONS = "bigclonebench/extra/compressor_unlabel_train_4col.txt"
 
 
+TEACHER = HERE / "out" / "teacher" / "defect"  # benchmarks/teacher.py's fine-tuned folder, while it is at hand
+KEPT = HERE / "artefacts" / "defect-teacher"  # its logits, kept with the project (benchmarks/teacher.py --keep-predictions)
+
+
 def task_config(task: str, data_root: Path) -> CompressConfig:
     common = dict(budget_mb=3.0, seed=SEEDS[0], search=SEARCH, distill=DISTILL[task], measure=MEASURE, space=SPACE)
     if task == "defect":
-        return CompressConfig(task=task, data=str((data_root / "devign").resolve()), teacher_finetuned=True,
-                              teacher=str((HERE / "out" / "teacher" / "defect").resolve()), **common)
+        data = data_root / "devign"
+        if (TEACHER / "model.safetensors").is_file():
+            return CompressConfig(task=task, data=str(data.resolve()), teacher_finetuned=True, teacher=str(TEACHER.resolve()), **common)
+        # the teacher's knowledge without its folder: its kept logits, and its architecture for its costs
+        labels = OUT / "defect-teacher-labels.json"
+        if not labels.is_file():
+            t = get_task("defect")
+            import_predictions(t, KEPT / "unlabelled.jsonl", t.load(data, seed=SEEDS[0]).unlabelled, labels)
+        measure = replace(MEASURE, architectures=["minilm-l6", *MEASURE.architectures])
+        return CompressConfig(task=task, data=str(data.resolve()), teacher_labels=str(labels.resolve()),
+                              **{**common, "measure": measure})
     data = data_root / "bigclonebench"
     labels = OUT / "clone-teacher-labels.json"
     if not labels.is_file():
@@ -134,8 +149,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="*", default=["defect", "clone"], choices=["defect", "clone"])
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
-    if "defect" in args.tasks and not (HERE / "out" / "teacher" / "defect" / "model.safetensors").is_file():
-        sys.exit("error: benchmarks/out/teacher/defect: no fine-tuned teacher; run python benchmarks/teacher.py --task defect first")
+    if "defect" in args.tasks and not (TEACHER / "model.safetensors").is_file() and not (KEPT / "unlabelled.jsonl").is_file():
+        sys.exit("error: no Devign teacher: run python benchmarks/teacher.py --task defect (and --keep-predictions defect) first")
     previous = json.loads((RESULTS / "paper_table.json").read_text()) if (RESULTS / "paper_table.json").is_file() else {}
     # results of the other task are kept, if this code wrote them (a result of an older format is dropped)
     tasks = {t: r for t, r in previous.get("tasks", {}).items() if t not in args.tasks and "test_over_seeds" in r}
@@ -171,7 +186,9 @@ def headline_rows(r: dict) -> list[dict]:
 
 def write_markdown(r: dict) -> None:
     names = {"defect": "Devign (vulnerability prediction)", "clone": "BigCloneBench (clone detection)"}
-    teachers = {"defect": "MiniLM-L6 fine-tuned on the whole labelled half (benchmarks/results/teacher.md), given as fine-tuned",
+    teachers = {"defect": "MiniLM-L6 fine-tuned on the whole labelled half (benchmarks/results/teacher.md: its test score, interval and "
+                          "baseline), given as fine-tuned or, when its folder is not at hand, as its kept logits (benchmarks/artefacts/"
+                          "defect-teacher) with its architecture measured for its costs (minilm-l6)",
                 "clone": "none run here: the fine-tuned CodeBERT teacher's predictions on the unlabelled pairs, imported (hard labels)"}
     lines = [
         "# Avatar on real data, head to head with Compressor's 3 MB students (CPU)",

@@ -146,6 +146,11 @@ ARCHITECTURES = {
         vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
         max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
     ),
+    # the packaged MiniLM teacher's shape (a BERT; as a RoBERTa it costs the same): its costs where its folder is not at hand
+    "minilm-l6": dict(
+        vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536,
+        max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    ),
     # Compressor's published 3 MB student (Shi et al., ASE'22): a RoBERTa of 12 layers, hidden 96, intermediate 64,
     # 8 heads and a 1,000-token vocabulary, reading 400 tokens per function
     "compressor-3mb": dict(
