@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 from avatar._io import read_text, sha256_file, sha256_json
 from avatar.errors import AvatarError
 from avatar.labels import FORMAT, KINDS, write_soft_labels
-from avatar.tasks import Example, Task, fingerprint
+from avatar.tasks import Example, Task, fingerprint, read_jsonl
 
 KEY_COLUMNS = {"defect": ("id",), "clone": ("idx1", "idx2")}
 ALIASES = {"idx": "id"}
@@ -74,17 +73,9 @@ def _value(kind: str, raw: list, path: Path, lineno: int) -> tuple[list[float] |
     return None, int(label)
 
 
-def _rows_jsonl(task: Task, path: Path, text: str):
+def _rows_jsonl(task: Task, path: Path):
     keys = KEY_COLUMNS[task.name]
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise AvatarError(f"malformed JSON ({e.msg})", path, lineno) from None
-        if not isinstance(obj, dict):
-            raise AvatarError("expected a JSON object", path, lineno)
+    for lineno, obj in read_jsonl(path):
         obj = {ALIASES.get(k, k): v for k, v in obj.items()}
         missing = [k for k in keys if k not in obj]
         if missing:
@@ -131,18 +122,17 @@ def read_predictions(task: Task, path: Path, examples: list[Example]) -> tuple[s
     """(kind, example id -> (logits or None, label)) for every one of ``examples``, checked as the module says."""
     path = Path(path)
     suffix = path.suffix.lower()
-    readers = {".jsonl": lambda t: _rows_jsonl(task, path, t), ".csv": lambda t: _rows_table(task, path, t, ","),
-               ".tsv": lambda t: _rows_table(task, path, t, "\t"), ".txt": lambda t: _rows_txt(task, path, t)}
+    readers = {".jsonl": lambda: _rows_jsonl(task, path), ".csv": lambda: _rows_table(task, path, read_text(path), ","),
+               ".tsv": lambda: _rows_table(task, path, read_text(path), "\t"), ".txt": lambda: _rows_txt(task, path, read_text(path))}
     if suffix not in readers:
         raise AvatarError(f"unknown predictions format {suffix or '(no extension)'!r}: use .jsonl, .csv, .tsv or .txt", path)
-    text = read_text(path)
     by_key: dict[tuple[str, ...], list[Example]] = {}
     for ex in examples:
         by_key.setdefault(_key(task, ex), []).append(ex)
     seen: dict[tuple[str, ...], tuple[int, tuple]] = {}  # key -> (first line, value)
     count: Counter = Counter()
     kind_of_file = None
-    for lineno, key, kind, raw in readers[suffix](text):
+    for lineno, key, kind, raw in readers[suffix]():
         if kind_of_file is None:
             kind_of_file = kind
         elif kind != kind_of_file:

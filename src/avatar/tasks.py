@@ -106,7 +106,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield lineno, raw
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSONL file; a line that is not a JSON object is one error."""
     for lineno, raw in _lines(path):
         try:
             obj = json.loads(raw)
@@ -209,7 +210,7 @@ class DefectTask(Task):
         return f"{split}.jsonl"
 
     def _read_examples(self, path: Path) -> Iterator[tuple[int, Example]]:
-        for lineno, obj in _read_jsonl(path):
+        for lineno, obj in read_jsonl(path):
             func = _require(obj, "func", str, path, lineno)
             label = _check_label(_require(obj, "target", int, path, lineno), path, lineno, "target")
             ex_id = str(obj["idx"]) if "idx" in obj else f"{path.stem}:{lineno}"
@@ -232,7 +233,7 @@ class CloneTask(Task):
         path = data_dir / "data.jsonl"
         functions: dict[str, str] = {}
         first_line: dict[str, int] = {}
-        for lineno, obj in _read_jsonl(path):
+        for lineno, obj in read_jsonl(path):
             idx = str(_require(obj, "idx", (str, int), path, lineno))
             func = _require(obj, "func", str, path, lineno)
             if idx in first_line:
