@@ -1,16 +1,15 @@
 """The search stages on real Devign and BigCloneBench: how well the indicator ranks, and whether the search trusts
 what it measured.
 
-    python benchmarks/teacher.py --task defect && python benchmarks/distill.py   # Devign's soft labels first
+    python benchmarks/paper_table.py   # first (or not: the search stages then run here, and paper_table reuses them)
     python benchmarks/search.py [--tasks defect clone]
 
-Per task, the search stages of `avatar compress` (SMT-cut space, samples with equal step budgets and successive
-halving, indicator, measured-latency model, NSGA-II with the measured samples as candidates, choice) run into
-benchmarks/out/search/<task>; then the chosen configuration is distilled on the top rung's budget to compare its
-predicted and actual validation scores, and NSGA-II and the paper's GA are compared by hypervolume on the same
-fitted objectives. Soft labels: Devign's MiniLM teacher (benchmarks/out/distill/soft_labels.json, made by
-benchmarks/distill.py); BigCloneBench's fine-tuned CodeBERT teacher's predictions, imported as
-benchmarks/paper_table.py does. Finished samples are reused on a rerun (per sample and rung).
+The search analysed is the one of benchmarks/paper_table.py's compress run (benchmarks/out/paper/<task>, its
+settings: SEARCH there; SMT-cut space, samples with equal step budgets and successive halving, indicator,
+measured-latency model, NSGA-II with the measured samples as candidates, choice), so the student in the paper
+table is the one this file judges. Its stages are reused when done, else run. Then the chosen configuration is
+distilled on the top rung's budget to compare its predicted and actual validation scores, and NSGA-II and the
+paper's GA are compared by hypervolume on the same fitted objectives.
 
 Writes benchmarks/results/search.{json,md}: search.json holds one row per task with the indicator's Kendall tau,
 its leave-one-out MAE and the mean baseline's, the latency model's leave-one-out error (a fraction), and the
@@ -39,41 +38,28 @@ from avatar.candidates import distill_candidate
 from avatar.indicator import Indicator
 from avatar.pipeline import Run, objectives_of, search_stages, searched_space
 from avatar.search import Nsga2, PaperGA, hypervolume, search as run_search
-from avatar.settings import SearchSettings
 from avatar.smt import Feasibility
 from avatar.space import Space
 from avatar.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).parent))
-from paper_table import OUT as PAPER_OUT, task_config  # noqa: E402  (one place for the clone labels)
+from paper_table import OUT as PAPER_OUT, SPACE, task_config  # noqa: E402  (the run whose search this file judges)
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-SPACE = {"position_embedding_type": ["absolute"]}  # see the module docstring
-SETTINGS = SearchSettings(budget_mb=3.0, samples=20, sample_steps=40, sample_limit=2000, sample_eval_limit=1000, rungs=2, eta=2,
-                          objective="latency", seed=42)
-DATA = {"defect": "devign", "clone": "bigclonebench"}
-
-
-def soft_labels(task: str, data_root: Path) -> Path:
-    if task == "defect":
-        path = HERE / "out" / "distill" / "soft_labels.json"
-        if not path.is_file():
-            sys.exit(f"error: {path}: no soft labels; run benchmarks/teacher.py --task defect and benchmarks/distill.py first")
-        return path
-    task_config("clone", data_root)  # imports the CodeBERT teacher's predictions into the paper table's label file if needed
-    return PAPER_OUT / "clone-teacher-labels.json"
 
 
 def run_task(task_name: str, data_root: Path) -> dict:
     task = get_task(task_name)
-    data_dir = data_root / DATA[task_name]
-    labels = soft_labels(task_name, data_root)
-    out = HERE / "out" / "search" / task_name
+    config = task_config(task_name, data_root)
+    settings, data_dir, out = config.search, Path(config.data), PAPER_OUT / task_name
+    labels = out / "soft_labels.json"
+    if not labels.is_file():
+        sys.exit(f"error: {labels}: no soft labels yet; run python benchmarks/paper_table.py --tasks {task_name} first")
     space = Space.paper().override(SPACE)
-    start = time.perf_counter()
-    stages = search_stages(Run(out), task, space, SETTINGS, data_dir, 42, labels)
-    search_seconds = time.perf_counter() - start
+    stages = search_stages(Run(out), task, space, settings, data_dir, config.seed, labels, distill=config.distill,
+                           threads=config.measure.threads)
+    search_seconds = sum(s.seconds for s in stages.values())  # as the stages took when they ran
     searched = searched_space(out, space)
     indicator = Indicator.load(out / "indicator" / "indicator.json", searched)
     top_configs, top_scores = indicator.top()
@@ -82,16 +68,16 @@ def run_task(task_name: str, data_root: Path) -> dict:
     # the chosen configuration, distilled on the top rung's budget: predicted vs actual, and its rank
     chosen = stages["choose"].result["row"]
     config = {k: v for k, v in chosen.items() if k in space.dims}
-    top_budget = SETTINGS.short_budget(rung=SETTINGS.rungs - 1)
+    top_budget = settings.short_budget(config.distill, rung=settings.rungs - 1)
     measured = chosen.get("source") == "measured"
     actual = chosen["predicted_effectiveness"] if measured else distill_candidate({
-        "config": config, "task": task_name, "data_dir": str(data_dir.resolve()), "seed": 42, "soft_labels": str(labels.resolve()),
+        "config": config, "task": task_name, "data_dir": str(data_dir.resolve()), "seed": config.seed, "soft_labels": str(labels.resolve()),
         "budget": asdict(top_budget), "threads": torch.get_num_threads(),
-    })["valid"][SETTINGS.sample_metric]
+    })["valid"][settings.sample_metric]
     rank = 1 + sum(s > actual for s in top_scores)
 
     # NSGA-II vs the paper's GA on the same fitted objectives (3 seeds each)
-    feas = Feasibility(searched, SETTINGS.constraints(task.num_inputs))
+    feas = Feasibility(searched, settings.constraints(task.num_inputs))
     objectives = objectives_of(out, task, space, "latency_ms")
     runs = {}
     for name, algorithm in (("nsga2", Nsga2(40, 50)), ("nsga2 (population 20)", Nsga2(20, 50)), ("paper-ga", PaperGA(20, 50))):
@@ -123,7 +109,7 @@ def run_task(task_name: str, data_root: Path) -> dict:
             "score_spread": ind["score_spread"],
             "pruned_by_bounds": ind["pruned_by_bounds"],
             "search_seconds": round(search_seconds, 1),
-            "metric": SETTINGS.sample_metric,
+            "metric": settings.sample_metric,
         },
         "stage_seconds": {name: s.seconds for name, s in stages.items()},
         "rungs_reached": ind["rungs_reached"],
@@ -139,7 +125,7 @@ def run_task(task_name: str, data_root: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
-    parser.add_argument("--tasks", nargs="*", default=["defect", "clone"], choices=list(DATA))
+    parser.add_argument("--tasks", nargs="*", default=["defect", "clone"], choices=["defect", "clone"])
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
     previous = json.loads((RESULTS / "search.json").read_text()) if (RESULTS / "search.json").is_file() else {}
@@ -148,8 +134,8 @@ def main() -> None:
         tasks[task] = {"command": "python benchmarks/search.py " + " ".join(sys.argv[1:]), **run_task(task, args.data_root)}
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "settings": {**asdict(SETTINGS), "space_override": SPACE},
-        "rows": [tasks[t]["row"] for t in DATA if t in tasks],
+        "settings": {**asdict(task_config(args.tasks[0], args.data_root).search), "space_override": SPACE},
+        "rows": [tasks[t]["row"] for t in ("defect", "clone") if t in tasks],
         "tasks": tasks,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
