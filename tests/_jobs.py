@@ -23,3 +23,11 @@ def nap(job):
     Path(job["trace"]).joinpath(job["key"]).write_text(str(os.getpid()))
     time.sleep(job["sleep"])
     return {"slept": job["sleep"]}
+
+
+def visible_gpu(job):
+    """The GPU this worker was given (CUDA_VISIBLE_DEVICES), after a pause so that every worker gets a job."""
+    import time
+
+    time.sleep(job["sleep"])
+    return {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid()}

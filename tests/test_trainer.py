@@ -107,11 +107,11 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted
     assert whole.steps // cfg.epochs < 15 < 2 * whole.steps // cfg.epochs  # the kill below falls in epoch 2
 
     class Dies(Trainer):  # killed in the middle of the second epoch
-        def _step_loss(self, rows):
+        def _step_loss(self, rows, *args):
             if self.steps_done == 15:
                 raise _Killed
             self.steps_done += 1
-            return super()._step_loss(rows)
+            return super()._step_loss(rows, *args)
 
     checkpoint = Checkpoint(tmp_path / "ckpt", key="run-a")
     task, model, enc = _setup("defect", tmp_path, tiny_encoder)

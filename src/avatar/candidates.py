@@ -30,8 +30,10 @@ def distill_candidate(job: dict) -> dict:
     import torch
     from transformers.utils import logging as hf_logging
 
+    from avatar.device import accelerator
     from avatar.distill import distill
     from avatar.labels import load_soft_labels
+    from avatar.settings import DeviceConfig
     from avatar.student import StudentConfig
     from avatar.tasks import get_task
 
@@ -44,7 +46,7 @@ def distill_candidate(job: dict) -> dict:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             metrics = distill(task, data, load_soft_labels(Path(job["soft_labels"])), StudentConfig(**job["config"]),
-                              Path(tmp) / "student", DistillConfig(**job["budget"]))
+                              Path(tmp) / "student", DistillConfig(**job["budget"]), accel=accelerator(DeviceConfig(**job.get("device", {}))))
     finally:
         torch.set_num_threads(threads)
     return {
@@ -58,14 +60,17 @@ def distill_candidate(job: dict) -> dict:
 def score_candidates(
     configs: list[dict], task_name: str, data_dir: str | None, seed: int, soft_labels: Path, soft_labels_key: str,
     data_fingerprint: dict, budget: DistillConfig, results_dir: Path, executor: Executor, threads: int = 1,
+    device: dict | None = None,
 ) -> list[dict]:
     """Validation results of every configuration, in order (``valid``: every metric, so the indicator can choose
-    which one to learn); finished candidates are read back, not redone."""
+    which one to learn); finished candidates are read back, not redone. ``device``: where each job trains (a
+    ``DeviceConfig`` as a dict; not in the key: a result is the same work wherever it ran)."""
     jobs = [
         {
             "key": candidate_key(c, data_fingerprint, soft_labels_key, budget),
             "config": c, "task": task_name, "data_dir": data_dir, "seed": seed,
             "soft_labels": str(Path(soft_labels).resolve()), "budget": asdict(budget), "threads": threads,
+            "device": device or {},
         }
         for c in configs
     ]

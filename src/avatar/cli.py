@@ -23,7 +23,7 @@ from avatar.cost import MB
 from avatar.errors import AvatarError
 from avatar.runtime import TASK_COMMAND, TASK_DATASET, TRAINING_MODULES
 from avatar.settings import (
-    BUDGET_MB, MINILM, SEED, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings, check_settings,
+    BUDGET_MB, MINILM, SEED, DeviceConfig, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings, check_settings,
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -98,7 +98,8 @@ def _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_siz
     return _checked(config, learning_rate="--lr")
 
 
-_FT, _DISTILL, _SEARCH, _MEASURE, _EXPORT = FinetuneConfig(), DistillConfig(), SearchSettings(), MeasureConfig(), ExportConfig()
+_FT, _DISTILL, _SEARCH, _MEASURE, _EXPORT, _DEVICE = (FinetuneConfig(), DistillConfig(), SearchSettings(), MeasureConfig(), ExportConfig(),
+                                                       DeviceConfig())
 Model = Annotated[str, typer.Option("--model", help="pretrained encoder: 'minilm' (packaged), a local folder, or a hub id")]
 MaxLength = Annotated[int | None, typer.Option(help="tokens per function (GraphCodeBERT: code tokens) [default: 256; graphcodebert: 400 defect, 384 clone]")]
 Epochs = Annotated[int, typer.Option(help="training epochs")]
@@ -107,6 +108,15 @@ Batch = Annotated[int, typer.Option(help="training batch size")]
 Seed = Annotated[int, typer.Option(help="random seed (data split, shuffling, initialisation)")]
 Limit = Annotated[int | None, typer.Option(help="at most this many labelled training examples")]
 EvalLimit = Annotated[int | None, typer.Option(help="at most this many validation and test examples each")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="where to train, label and score: auto (CUDA when present), cpu, cuda, "
+                                        "cuda:N or mps; students are timed on the CPU")]
+
+
+def _accel(device: str):
+    """The accelerator ``--device`` names (one line when this machine has no such device)."""
+    from avatar.device import accelerator
+
+    return accelerator(_checked(DeviceConfig(device=device), device="--device"))
 
 
 @app.command()
@@ -125,6 +135,7 @@ def finetune(
     model_type: Annotated[str, typer.Option("--model-type", help="encoder (code tokens) or graphcodebert (code tokens and "
                                             "data-flow graph; a RoBERTa model such as microsoft/graphcodebert-base)")] = _FT.model_type,
     flow_length: Annotated[int | None, typer.Option(help="graphcodebert: data-flow nodes per function [default: 114 defect, 128 clone]")] = None,
+    device: DeviceOpt = _DEVICE.device,
 ) -> None:
     """Fine-tune a pretrained encoder (the teacher) on the labelled half of train."""
     from avatar.tasks import get_task
@@ -132,9 +143,10 @@ def finetune(
 
     t = get_task(task)
     config = _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed, model_type, flow_length)
+    accel = _accel(device)
     task_data = t.load(data, seed=seed)
     with _progress() as progress:
-        metrics = run(t, task_data, out, config, progress)
+        metrics = run(t, task_data, out, config, progress, accel)
     console.print(metrics_table(f"teacher {model} on {task}", {"valid": metrics["valid"], "test": metrics["test"]}))
     console.print(f"saved to {out} ({metrics['train_seconds']} s of training)")
 
@@ -148,7 +160,8 @@ def label_cmd(
     task: TaskOpt = "defect",
     data: DataOpt = None,
     seed: Seed = SEED,
-    batch_size: Annotated[int, typer.Option(help="inference batch size")] = _FT.eval_batch_size,
+    batch_size: Annotated[int, typer.Option(help="inference batch size")] = _DEVICE.eval_batch_size,
+    device: DeviceOpt = _DEVICE.device,
 ) -> None:
     """Write the teacher's logits on the unlabelled half of train (cached by teacher and data), from a teacher
     folder or from a file of its predictions."""
@@ -159,13 +172,16 @@ def label_cmd(
     if (teacher is None) == (predictions is None):
         raise AvatarError("give either --teacher (a model folder) or --predictions (a file of its predictions)")
     _at_least(1, batch_size=batch_size)
+    from avatar.device import accelerator
+
+    accel = accelerator(_checked(DeviceConfig(device=device, eval_batch_size=batch_size), device="--device", eval_batch_size="--batch-size"))
     t = get_task(task)
     task_data = t.load(data, seed=seed)
     if predictions is not None:
         summary = import_predictions(t, predictions, task_data.unlabelled, out)
     else:
         with _progress() as progress:
-            summary = label(teacher, t, task_data.unlabelled, out, batch_size, progress)
+            summary = label(teacher, t, task_data.unlabelled, out, progress, accel)
     console.print(f"{summary['examples']} soft labels ({summary['predicted_positive']} predicted positive) in {out}", soft_wrap=True)
     if summary["kind"] == "label":
         console.print(escape("hard labels only: the student is distilled with cross-entropy on them ([distill] label_smoothing); "
@@ -185,6 +201,7 @@ def teacher(
     seed: Seed = SEED,
     limit: Limit = None,
     eval_limit: EvalLimit = None,
+    device: DeviceOpt = _DEVICE.device,
 ) -> None:
     """Teacher stage of the pipeline in a run directory: fine-tune (unless done) and write soft labels.
 
@@ -195,10 +212,11 @@ def teacher(
 
     t = get_task(task)
     config = _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed)
+    accel = _accel(device)
     task_data = t.load(data, seed=seed)
     with Run(out).writing() as run, _progress() as progress:
-        trained = teacher_stage(run, t, task_data, config, progress=progress)
-        soft = labels_stage(run, t, task_data, trained, progress=progress).result
+        trained = teacher_stage(run, t, task_data, config, progress=progress, accel=accel)
+        soft = labels_stage(run, t, task_data, trained, progress, accel).result
     reused = " (reused)" if trained.reused else ""
     console.print(metrics_table(f"teacher {model} on {task}{reused}", {"valid": trained.result["valid"], "test": trained.result["test"]}))
     console.print(f"teacher: {out / 'teacher'}\nsoft labels: {soft['file']} ({soft['examples']} unlabelled examples)")
@@ -218,6 +236,7 @@ def distill_cmd(
     seed: Seed = SEED,
     limit: Annotated[int | None, typer.Option(help="at most this many unlabelled examples (short budget)")] = None,
     eval_limit: EvalLimit = None,
+    device: DeviceOpt = _DEVICE.device,
 ) -> None:
     """Train a student from scratch on the teacher's soft labels, with its own tokenizer."""
     from avatar._io import check_replaceable
@@ -230,12 +249,13 @@ def distill_cmd(
     settings = _checked(DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, limit=limit, eval_limit=eval_limit,
                                       patience=patience or None, seed=seed))
     check_replaceable(out)  # before any reading: a folder that must not be replaced is the first thing to say
+    accel = _accel(device)
     student = StudentConfig.load(config) if config else StudentConfig()
     t = get_task(task)
     task_data = t.load(data, seed=seed)
     labels = load_soft_labels(soft_labels)
     with _progress() as progress:
-        metrics = distill(t, task_data, labels, student, out, settings, progress)
+        metrics = distill(t, task_data, labels, student, out, settings, progress, accel)
     console.print(metrics_table(f"student on {task}", {"valid": metrics["valid"], "test": metrics["test"]}))
     console.print(
         f"{metrics['parameters']:,} parameters, agreement with teacher {metrics['agreement_with_teacher']:.3f}; saved to {out}"
@@ -248,16 +268,18 @@ Country = Annotated[str | None, typer.Option(help="ISO alpha-3 country for carbo
 JsonOut = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
-def _measure(specs: list[str], task: str, data: Path | None, seed: int, runs: int, threads: int | None, country: str | None, eval_limit: int | None):
+def _measure(specs: list[str], task: str, data: Path | None, seed: int, runs: int, threads: int | None, country: str | None,
+             eval_limit: int | None, device: str):
     from avatar.measure import load_subjects, measure
     from avatar.tasks import get_task
 
     cfg = _checked(MeasureConfig(runs=runs, threads=threads, country=country, eval_limit=eval_limit))
+    accel = _accel(device)
     t = get_task(task)
     task_data = t.load(data, seed=seed)
-    subjects = load_subjects(specs, t, task_data.test, cfg, seed)
+    subjects = load_subjects(specs, t, task_data.test, cfg, seed, accel)
     with err_console.status("measuring"):
-        return t, measure(subjects, t, cfg)
+        return t, measure(subjects, t, cfg, accel=accel)
 
 
 @app.command()
@@ -271,9 +293,11 @@ def evaluate(
     country: Country = None,
     eval_limit: Annotated[int | None, typer.Option(help="score on at most this many test examples")] = None,
     as_json: JsonOut = False,
+    device: Annotated[str, typer.Option("--device", help="scores computed, and an extra GPU latency column timed, here: "
+                                        "auto, cpu, cuda, cuda:N or mps; CPU latency is always measured")] = _DEVICE.device,
 ) -> None:
     """Test scores, size, CPU latency, throughput, energy and carbon of one model."""
-    t, results = _measure([model], task, data, seed, runs, threads, country, eval_limit)
+    t, results = _measure([model], task, data, seed, runs, threads, country, eval_limit, device)
     if as_json:
         console.print_json(json.dumps(results[0]))
     else:
@@ -292,6 +316,8 @@ def compare(
     country: Country = None,
     eval_limit: Annotated[int | None, typer.Option(help="score on at most this many test examples")] = None,
     as_json: JsonOut = False,
+    device: Annotated[str, typer.Option("--device", help="scores computed, and an extra GPU latency column timed, here: "
+                                        "auto, cpu, cuda, cuda:N or mps; CPU latency is always measured")] = _DEVICE.device,
 ) -> None:
     """Measure models in one interleaved run and print each one's ratios against the first."""
     from avatar.measure import ratios
@@ -299,7 +325,7 @@ def compare(
 
     if len(models) < 2:
         raise AvatarError("compare needs at least two models (the reference first)")
-    t, results = _measure(models, task, data, seed, runs, threads, country, eval_limit)
+    t, results = _measure(models, task, data, seed, runs, threads, country, eval_limit, device)
     rel = [ratios(results[0], r, t.main_metric) for r in results[1:]]
     if as_json:
         console.print_json(json.dumps({"results": results, "ratios_vs_first": rel}))
@@ -372,6 +398,7 @@ def search(
     executor: Annotated[str, typer.Option(help="local (process pool) or ray")] = _SEARCH.executor,
     workers: Annotated[int | None, typer.Option(help="local workers [default: one per core]")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="join this Ray cluster")] = None,
+    device: DeviceOpt = _DEVICE.device,
 ) -> None:
     """Sample feasible students, distil each briefly, fit the indicator, search the Pareto set and choose one."""
     from avatar.pipeline import Run, search_stages
@@ -386,9 +413,11 @@ def search(
         workers=workers, ray_address=ray_address, seed=seed,
     ))
     sp = (Space.load(space_file) if space_file else Space.paper()).override_flags(ranges or [], choices or [])
+    placement_device = _checked(DeviceConfig(device=device), device="--device")
+    _accel(device)  # a device this machine lacks: one line now
     with err_console.status("searching") as status:
         with Run(out, on_start=lambda name: status.update(f"search: {name}"), on_end=_stage_line).writing() as run:
-            stages = search_stages(run, t, sp, settings, data, seed, soft_labels)
+            stages = search_stages(run, t, sp, settings, data, seed, soft_labels, device=placement_device)
     ind, pareto = stages["indicator"].result, stages["pareto"].result
     console.print(f"indicator of validation {ind['metric']}: {ind['choice']}, LOOCV MAE {ind['loocv_mae']:.4f}, Kendall tau {ind['kendall_tau']}")
     console.print(f"Pareto set: {pareto['pareto_size']} configurations ({pareto['evaluations']} evaluated); choice ({prefer}):")
@@ -417,6 +446,8 @@ def _compress_config(config_file: Path | None, flags: dict):
                if k in ("task", "data", "preset", "teacher", "teacher_finetuned", "teacher_labels", "budget_mb", "seed")}
     if "epochs" in given:
         options["distill"] = {"epochs": given.pop("epochs")}
+    if "device" in given:
+        options["device"] = {"device": given.pop("device")}
     if given:
         options["search"] = given
     return resolve(config_file, options)
@@ -443,6 +474,8 @@ def compress(
     executor: Annotated[str | None, typer.Option(help="local (process pool) or ray")] = None,
     workers: Annotated[int | None, typer.Option(help="local workers [default: one per core]")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="join this Ray cluster")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="where to train, label and score: auto (CUDA when present), cpu, "
+                                               "cuda, cuda:N or mps; students are timed on the CPU [default: auto]")] = None,
 ) -> None:
     """The whole pipeline, resumable: teacher, soft labels, space, indicator, search, student, measurement, report.
 
@@ -457,7 +490,7 @@ def compress(
     flags = dict(task=task, data=data, preset=preset, teacher=teacher, teacher_finetuned=teacher_finetuned, teacher_labels=teacher_labels,
                  budget_mb=budget_mb, seed=seed,
                  samples=samples, epochs=epochs, objective=objective, algorithm=algorithm, prefer=prefer, executor=executor,
-                 workers=workers, ray_address=ray_address)
+                 workers=workers, ray_address=ray_address, device=device)
     config = _compress_config(config_file, flags)
     with _progress(transient=True) as progress:  # bars go when done: the stage lines stay
         running: dict[str, int] = {}

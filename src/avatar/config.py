@@ -19,7 +19,7 @@ from pathlib import Path
 from avatar._io import read_text
 from avatar.errors import AvatarError
 from avatar.settings import (
-    ARCHITECTURES, BUDGET_MB, MINILM, SEED, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings,
+    ARCHITECTURES, BUDGET_MB, MINILM, SEED, DeviceConfig, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings,
     check_settings,
 )
 
@@ -54,6 +54,7 @@ class CompressConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
     space: dict = field(default_factory=dict)  # overrides of the paper's space, as in ``avatar space --space``
 
     def __post_init__(self) -> None:
@@ -86,7 +87,7 @@ class CompressConfig:
 
 
 SECTIONS = {"finetune": FinetuneConfig, "search": SearchSettings, "distill": DistillConfig, "measure": MeasureConfig,
-            "export": ExportConfig}
+            "export": ExportConfig, "device": DeviceConfig}
 
 
 def _line_of(text: str, key: str, table: str | None) -> int | None:

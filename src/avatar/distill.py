@@ -22,6 +22,7 @@ from rich.progress import Progress
 
 from avatar._io import METRICS, atomic_dir, check_replaceable, checkpoint_path, sha256_json, write_json_atomic
 from avatar.cost import MB, parameter_count, training_bytes_per_example
+from avatar.device import CPU, Accelerator
 from avatar.errors import AvatarError
 from avatar.labels import SoftLabels
 from avatar.modeling import MAX_LENGTH_KEY, Classifier, build_student, save_classifier
@@ -42,7 +43,7 @@ class DistillationTrainer(Trainer):
     def __init__(self, *args, teacher_logits: np.ndarray | None, temperature: float, alpha: float, label_smoothing: float = 0.0,
                  teacher_rows: int | None = None, ground_truth: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.teacher_logits = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)  # (N_t, 2)
+        self.teacher_logits = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32, device=self.accel.device)  # (N_t, 2)
         self.temperature, self.alpha, self.label_smoothing = temperature, alpha, label_smoothing
         # rows from teacher_rows on are labelled-half examples with their true labels, weighted by ground_truth
         self.teacher_rows = len(self.train_data) if teacher_rows is None else teacher_rows
@@ -57,13 +58,13 @@ class DistillationTrainer(Trainer):
         if mine:
             total = total + self._teacher_loss(logits[mine], [rows[k] for k in mine]) * (len(mine) / len(rows))
         if truth:
-            labels = torch.as_tensor(self.train_data.labels[[rows[k] for k in truth]])
+            labels = torch.as_tensor(self.train_data.labels[[rows[k] for k in truth]], device=logits.device)
             total = total + self.ground_truth * F.cross_entropy(logits[truth], labels) * (len(truth) / len(rows))
         return total
 
     def _teacher_loss(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
         if self.teacher_logits is None:  # hard labels: the train set's labels are the teacher's
-            return F.cross_entropy(logits, torch.as_tensor(self.train_data.labels[rows]), label_smoothing=self.label_smoothing)
+            return F.cross_entropy(logits, torch.as_tensor(self.train_data.labels[rows], device=logits.device), label_smoothing=self.label_smoothing)
         teacher = self.teacher_logits[rows]  # (B, 2)
         T = self.temperature
         loss = F.kl_div(
@@ -97,8 +98,10 @@ def distill(
     out_dir: Path,
     config: DistillConfig | None = None,
     progress: Progress | None = None,
+    accel: Accelerator = CPU,
 ) -> dict:
-    """Train ``student`` from scratch on the soft labels; write the best checkpoint; return its metrics."""
+    """Train ``student`` from scratch on the soft labels, on ``accel``'s device; write the best checkpoint (its
+    weights on the CPU); return its metrics."""
     config = config or DistillConfig()
     check_replaceable(out_dir)
     view, all_logits = teacher_view(data.unlabelled, soft_labels)
@@ -139,10 +142,10 @@ def distill(
     trainer = DistillationTrainer(
         model, task, train_config, train, valid, progress=progress, checkpoint=checkpoint,
         teacher_logits=logits, temperature=config.temperature, alpha=config.alpha, label_smoothing=config.label_smoothing,
-        teacher_rows=len(train_ex), ground_truth=config.ground_truth,
+        teacher_rows=len(train_ex), ground_truth=config.ground_truth, accel=accel,
     )
     result = trainer.train()
-    valid_scores, valid_margins = score_and_margins(task, model, valid)
+    valid_scores, valid_margins = score_and_margins(task, model, valid, accel.eval_batch_size, accel)
     metrics = {
         "task": task.name,
         "main_metric": task.main_metric,
@@ -150,8 +153,8 @@ def distill(
         "loss": _loss_words(config, hard=logits is None, truth=len(truth_ex)),
         "valid": valid_scores,
         "valid_margins": [round(float(m), 4) for m in valid_margins],  # per validation example, for the score's noise
-        "test": score(task, model, test),
-        "agreement_with_teacher": _agreement(model, train.subset(range(len(train_ex)))),
+        "test": score(task, model, test, accel.eval_batch_size, accel),
+        "agreement_with_teacher": _agreement(model, train.subset(range(len(train_ex))), accel),
         "parameters": parameter_count(student, task.num_inputs),
         "best_step": result.best_step,
         "steps": result.steps,
@@ -163,7 +166,7 @@ def distill(
         "settings": asdict(config),
         "history": result.history,
     }
-    save_student(model, tokenizer, task, student, metrics, out_dir)
+    save_student(model.cpu(), tokenizer, task, student, metrics, out_dir)
     checkpoint.remove()
     return metrics
 
@@ -178,9 +181,9 @@ def _loss_words(config: DistillConfig, hard: bool, truth: int) -> str:
     return words
 
 
-def _agreement(model: Classifier, train: Encoded) -> float:
+def _agreement(model: Classifier, train: Encoded, accel: Accelerator) -> float:
     """Share of training examples where the student predicts what the teacher predicted."""
-    return float((predict_logits(model, train).argmax(axis=1) == train.labels).mean())
+    return float((predict_logits(model, train, accel.eval_batch_size, accel=accel).argmax(axis=1) == train.labels).mean())
 
 
 def save_student(model: Classifier, tokenizer, task: Task, student: StudentConfig, metrics: dict, out_dir: Path) -> None:

@@ -133,10 +133,9 @@ class CpuTimeEstimate:
 METERS = (RaplMeter, NvmlMeter, CpuTimeEstimate)  # every backend, most direct first
 
 
-def pick_meter(gpu: bool = False) -> EnergyMeter:
-    """The most direct meter this machine offers: a hardware counter if any, else the CPU-time estimate."""
-    if gpu and NvmlMeter.available():
-        return NvmlMeter()
+def pick_meter() -> EnergyMeter:
+    """The most direct meter of CPU work this machine offers: RAPL if readable, else the CPU-time estimate
+    (GPU work is metered by ``NvmlMeter``)."""
     if RaplMeter.available():
         return RaplMeter()
     return CpuTimeEstimate()

@@ -34,8 +34,9 @@ class Executor(Protocol):
         ...
 
 
-def _worker_start(parent: int) -> None:
-    """In each worker: die with the parent, however it dies (SIGKILL included), and leave Ctrl-C to it."""
+def _worker_start(parent: int, gpus=None) -> None:
+    """In each worker: die with the parent, however it dies (SIGKILL included), and leave Ctrl-C to it; with a
+    queue of GPU numbers, see only the one taken from it (as device cuda)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -44,6 +45,8 @@ def _worker_start(parent: int) -> None:
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpus is not None:  # before torch first touches CUDA in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
 
 
 @contextlib.contextmanager
@@ -61,15 +64,17 @@ def _sigint_ignored() -> Iterator[None]:
 
 
 class LocalExecutor:
-    """A pool of fresh processes (spawned: safe with torch threads), one per core by default.
+    """A pool of fresh processes (spawned: safe with torch threads), one per core by default; with ``gpus``, one
+    per GPU, each seeing only its own.
 
     Workers die with the parent (SIGKILL included) and ignore Ctrl-C; on Ctrl-C, SIGTERM or a failed job the
     parent kills the jobs in flight at once: finished jobs are saved by ``run_jobs``, unfinished ones are redone
     on the next run.
     """
 
-    def __init__(self, workers: int | None = None):
-        self.workers = workers or os.cpu_count() or 1
+    def __init__(self, workers: int | None = None, gpus: int = 0):
+        self.workers = gpus or workers or os.cpu_count() or 1
+        self.gpus = gpus
 
     def run(self, fn, jobs):
         if self.workers == 1:  # no pool to start for a single worker
@@ -77,7 +82,12 @@ class LocalExecutor:
                 yield job, fn(job)
             return
         ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_start, initargs=(os.getpid(),))
+        gpus = None
+        if self.gpus:
+            gpus = ctx.Queue()
+            for i in range(self.gpus):
+                gpus.put(i)
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_start, initargs=(os.getpid(), gpus))
         try:
             with _sigint_ignored():  # the pool starts its workers as jobs are submitted
                 futures = {pool.submit(fn, job): job for job in jobs}
@@ -94,9 +104,10 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Ray tasks on a cluster (``address``) or on a local Ray instance started here."""
+    """Ray tasks on a cluster (``address``) or on a local Ray instance started here; ``gpus_per_job`` is what Ray
+    reserves for each (it then shows the task only its own GPUs)."""
 
-    def __init__(self, address: str | None = None, cpus_per_job: float = 1.0):
+    def __init__(self, address: str | None = None, cpus_per_job: float = 1.0, gpus_per_job: float = 0.0):
         try:
             import ray
         except ImportError:
@@ -107,10 +118,10 @@ class RayExecutor:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise AvatarError(f"cannot start or join Ray{f' at {address}' if address else ''}: {str(e).splitlines()[0]}") from None
-        self.cpus_per_job = cpus_per_job
+        self.cpus_per_job, self.gpus_per_job = cpus_per_job, gpus_per_job
 
     def run(self, fn, jobs):
-        remote = self.ray.remote(num_cpus=self.cpus_per_job)(fn)
+        remote = self.ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job)(fn)
         pending = {remote.remote(job): job for job in jobs}
         while pending:
             done, _ = self.ray.wait(list(pending), num_returns=1)
@@ -118,11 +129,12 @@ class RayExecutor:
                 yield pending.pop(ref), self.ray.get(ref)
 
 
-def make_executor(backend: str = "local", workers: int | None = None, ray_address: str | None = None) -> Executor:
+def make_executor(backend: str = "local", workers: int | None = None, ray_address: str | None = None, gpus: int = 0) -> Executor:
+    """``gpus``: candidates run on GPUs, one at a time on each (local: that many workers; Ray: one GPU per task)."""
     if backend == "local":
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, gpus)
     if backend == "ray":
-        return RayExecutor(ray_address)
+        return RayExecutor(ray_address, gpus_per_job=1.0 if gpus else 0.0)
     raise AvatarError(f"unknown executor {backend!r}; choose from {', '.join(BACKENDS)}")
 
 

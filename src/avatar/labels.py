@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.progress import Progress
 
 from avatar._io import METRICS, cache_dir, copy_atomic, sha256_file, sha256_json, write_json_atomic
+from avatar.device import CPU, Accelerator
 from avatar.errors import AvatarError
 from avatar.modeling import TRAIN_IDS, check_model_folder, load_classifier, model_max_length
 from avatar.tasks import Example, Task, fingerprint
@@ -52,10 +53,11 @@ def label(
     task: Task,
     examples: list[Example],
     out_file: Path,
-    batch_size: int = 32,
     progress: Progress | None = None,
+    accel: Accelerator = CPU,
 ) -> dict:
-    """Write the teacher's logits and predictions on ``examples`` to ``out_file``; return the file's summary."""
+    """Write the teacher's logits and predictions on ``examples`` to ``out_file``, computed on ``accel``'s device in
+    batches of its ``eval_batch_size``; return the file's summary."""
     teacher_dir = Path(teacher_dir)
     check_model_folder(teacher_dir)
     _check_not_taught_on(teacher_dir, examples)
@@ -68,10 +70,11 @@ def label(
     cached = cache_dir() / "soft_labels" / f"{key}.json"
     if (_read_if_valid(cached) or {}).get("key") != key:
         model, tokenizer = load_classifier(teacher_dir, task)
+        model.to(accel.device)
         max_length = model_max_length(model)
         data = encode_for(model, tokenizer, examples, task)
         bar = progress.add_task("labelling", total=len(data)) if progress else None
-        logits = predict_logits(model, data, batch_size, on_batch=(lambda k: progress.advance(bar, k)) if bar is not None else None)
+        logits = predict_logits(model, data, accel.eval_batch_size, (lambda k: progress.advance(bar, k)) if bar is not None else None, accel)
         rows = [(ex_id, [float(v) for v in row], int(row.argmax())) for ex_id, row in zip(data.ids, logits)]
         write_soft_labels(cached, key=key, task=task.name, teacher=str(teacher_dir.resolve()), data=data_hash, kind="logits",
                           rows=rows, max_length=max_length)

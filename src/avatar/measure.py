@@ -8,15 +8,19 @@ Like for like:
 - energy blocks last a fixed wall time (a block of a fast model holds more passes, not less time); a counter
   that includes the machine at rest (RAPL, NVML) has an idle baseline, measured the same way, subtracted; an
   energy figure the method cannot tell from zero is marked unresolved and gives no ratio;
-- an exported model (``onnx-fp32:DIR``, ``onnx-int8:DIR``) is run through the runtime ``avatar scan`` uses.
+- an exported model (``onnx-fp32:DIR``, ``onnx-int8:DIR``) is run through the runtime ``avatar scan`` uses;
+- latency is CPU latency, the deployment target's, wherever the models were trained; on an accelerator the
+  PyTorch models are also timed there, in an extra column labelled with the device and precision (GPU energy by
+  NVML), and their test scores are computed there in full precision.
 """
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,8 @@ import torch
 from transformers import RobertaConfig
 
 from avatar.cost import FP32_BYTES, MB
-from avatar.energy import J_PER_KWH, EnergyMeter, carbon_intensity, pick_meter
+from avatar.device import CPU, Accelerator
+from avatar.energy import J_PER_KWH, EnergyMeter, NvmlMeter, carbon_intensity, pick_meter
 from avatar.errors import AvatarError
 from avatar.modeling import build_from_config, load_classifier
 from avatar.settings import ARCHITECTURES, MeasureConfig
@@ -51,15 +56,26 @@ class Subject:
     test: Encoded | None  # tokenised test examples; None when the weights are random (no score)
     inputs: Encoded  # what latency and energy runs feed the model: the same functions for every subject
     tokenisation: str  # whose tokenisation the inputs follow
-    cuda: bool = False
+    on_device: Callable[[Encoded, int], np.ndarray] | None = None  # the same model on the accelerator (PyTorch subjects, not on the CPU)
+    scores: Callable[[Encoded, int], np.ndarray] | None = None  # what computes its test logits (none: ``logits``)
 
 
 def _folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def _torch_logits(model: torch.nn.Module) -> Callable[[Encoded, int], np.ndarray]:
-    return lambda data, batch_size: predict_logits(model, data, batch_size)
+def _torch_logits(model: torch.nn.Module, accel: Accelerator = CPU) -> Callable[[Encoded, int], np.ndarray]:
+    return lambda data, batch_size: predict_logits(model, data, batch_size, accel=accel)
+
+
+def _placed(subject: Subject, model: torch.nn.Module, accel: Accelerator) -> Subject:
+    """``subject`` (on the CPU) with a copy of its model on ``accel``'s device, when that is not the CPU: timed
+    there at ``accel``'s precision, scored there in full precision."""
+    if accel.device.type == "cpu":
+        return subject
+    there = copy.deepcopy(model).to(accel.device).eval()
+    full = replace(accel, dtype=None)
+    return replace(subject, on_device=_torch_logits(there, accel), scores=_torch_logits(there, full))
 
 
 def reference_lengths(tokenizer, examples: list[Example], cap: int) -> list[list[int]]:
@@ -80,7 +96,8 @@ def _architecture_inputs(examples: list[Example], lengths: list[list[int]], conf
     return Encoded(ids=[ex.id for ex in examples], tokens=tokens, labels=np.array([ex.label for ex in examples]), pad_id=pad)
 
 
-def _architecture(spec: str, task: Task, timed: list[Example], reference: tuple[str, object] | None, cap: int) -> Subject:
+def _architecture(spec: str, task: Task, timed: list[Example], reference: tuple[str, object] | None, cap: int,
+                  accel: Accelerator) -> Subject:
     name = spec[len(ARCH_PREFIX):]
     if name not in ARCHITECTURES:
         raise AvatarError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}")
@@ -95,8 +112,8 @@ def _architecture(spec: str, task: Task, timed: list[Example], reference: tuple[
     params = sum(p.numel() for p in model.parameters())
     ref_name, tokenizer = reference
     inputs = _architecture_inputs(timed, reference_lengths(tokenizer, timed, cap), config)
-    return Subject(spec, "pytorch", _torch_logits(model), params, FP32_BYTES * params, "fp32 weights", None, None, inputs,
-                   f"{ref_name}'s tokenizer, capped at {cap}")
+    return _placed(Subject(spec, "pytorch", _torch_logits(model), params, FP32_BYTES * params, "fp32 weights", None, None, inputs,
+                           f"{ref_name}'s tokenizer, capped at {cap}"), model, accel)
 
 
 def _export(spec: str, precision: str, task: Task, scored: list[Example], timed: list[Example], threads: int) -> Subject:
@@ -118,8 +135,10 @@ def _export(spec: str, precision: str, task: Task, scored: list[Example], timed:
                    encoded(scored), encoded(timed), "its own")
 
 
-def load_subjects(specs: list[str], task: Task, test: list[Example], cfg: MeasureConfig, seed: int) -> list[Subject]:
-    """Every model to measure, scored on ``test`` (at most ``cfg.eval_limit`` of it) and timed on its first examples."""
+def load_subjects(specs: list[str], task: Task, test: list[Example], cfg: MeasureConfig, seed: int,
+                  accel: Accelerator = CPU) -> list[Subject]:
+    """Every model to measure, scored on ``test`` (at most ``cfg.eval_limit`` of it) and timed on its first examples;
+    PyTorch models also placed on ``accel``'s device when it is not the CPU."""
     from avatar.tasks import limit_examples
 
     scored = limit_examples(test, cfg.eval_limit, seed)
@@ -139,16 +158,15 @@ def load_subjects(specs: list[str], task: Task, test: list[Example], cfg: Measur
             model, tokenizer = load_classifier(Path(spec), task)
             reference = reference or (Path(spec).name, tokenizer)
             params = sum(p.numel() for p in model.parameters())
-            subjects[i] = Subject(
+            subjects[i] = _placed(Subject(
                 name=spec, runtime="pytorch", logits=_torch_logits(model), parameters=params,
                 size_bytes=FP32_BYTES * params, size_basis="fp32 weights", disk_bytes=_folder_size(Path(spec)),
                 test=encode_for(model, tokenizer, scored, task),  # a GraphCodeBERT teacher is measured reading graphs
                 inputs=encode_for(model, tokenizer, timed, task), tokenisation="its own",
-                cuda=next(model.parameters()).is_cuda,
-            )
+            ), model, accel)
     for i, spec in enumerate(specs):
         if spec.startswith(ARCH_PREFIX):
-            subjects[i] = _architecture(spec, task, timed, reference, cfg.architecture_tokens)
+            subjects[i] = _architecture(spec, task, timed, reference, cfg.architecture_tokens, accel)
     return [subjects[i] for i in range(len(specs))]
 
 
@@ -156,9 +174,11 @@ def _forward_one(subject: Subject, row: int) -> None:
     subject.logits(subject.inputs.subset([row % len(subject.inputs)]), 1)
 
 
-def _timed_one(subject: Subject, row: int) -> float:
+def _timed_one(subject: Subject, row: int, accel: Accelerator = CPU) -> float:
+    accel.synchronize()
     start = time.perf_counter()
     _forward_one(subject, row)
+    accel.synchronize()
     return time.perf_counter() - start
 
 
@@ -216,12 +236,45 @@ def energy_per_example(blocks: list[tuple[float, int, float]], idle: list[tuple[
     }
 
 
-def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: EnergyMeter | None = None) -> list[dict]:
-    """Measure every subject the same way, interleaved; return one result dict per subject."""
+def _latency(times: list[float]) -> dict:
+    t = sorted(times)
+    return {"median": round(1e3 * statistics.median(t), 3), "p90": round(1e3 * t[min(len(t) - 1, int(0.9 * len(t)))], 3), "runs": len(t)}
+
+
+def on_accelerator(subjects: list[Subject], cfg: MeasureConfig, accel: Accelerator) -> dict[int, dict]:
+    """The extra column: batch-1 latency (synchronised) and, where NVML reads the GPU, energy per example of each
+    subject that has a copy on the accelerator, interleaved as on the CPU; by subject position."""
+    placed = {k: replace(s, logits=s.on_device) for k, s in enumerate(subjects) if s.on_device is not None}
+    if not placed:
+        return {}
+    for s in placed.values():
+        for i in range(cfg.warmup):
+            _forward_one(s, i)
+    times: dict[int, list[float]] = {k: [] for k in placed}
+    for i in range(cfg.runs):
+        for k, s in placed.items():
+            times[k].append(_timed_one(s, i, accel))
+    nvml = accel.cuda and NvmlMeter.available()
+    blocks = energy_blocks(list(placed.values()), cfg, NvmlMeter(accel.device.index or 0)) if nvml else None
+    name = torch.cuda.get_device_name(accel.device) if accel.cuda else accel.device.type
+    out = {}
+    for j, k in enumerate(placed):
+        energy = energy_per_example(blocks[j], blocks[IDLE]) if blocks else None
+        out[k] = {"device": name, "precision": "fp32" if accel.dtype is None else f"{str(accel.dtype).removeprefix('torch.')} autocast",
+                  "latency_ms": {**_latency(times[k]), "batch_size": 1},
+                  "energy": None if energy is None else {"method": "nvml", "joules_per_example": round(energy["joules_per_example"], 6),
+                                                         "resolved": energy["resolved"], "idle_watts": energy["idle_watts"]}}
+    return out
+
+
+def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: EnergyMeter | None = None,
+            accel: Accelerator = CPU) -> list[dict]:
+    """Measure every subject the same way, interleaved, on the CPU (and those placed on ``accel`` there too, an
+    extra "accelerator" entry); return one result dict per subject."""
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     threads = torch.get_num_threads()
-    meter = meter or pick_meter(gpu=any(s.cuda for s in subjects))
+    meter = meter or pick_meter()
     intensity = carbon_intensity(cfg.country)
     for s in subjects:
         for i in range(cfg.warmup):
@@ -232,10 +285,10 @@ def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: Ener
         for k, s in enumerate(subjects):
             times[k].append(_timed_one(s, i))
     blocks = energy_blocks(subjects, cfg, meter)
+    extra = on_accelerator(subjects, cfg, accel)
 
     results = []
     for k, s in enumerate(subjects):
-        t = sorted(times[k])
         energy = energy_per_example(blocks[k], blocks[IDLE])
         kwh_1k = energy["joules_per_example"] * 1000 / J_PER_KWH
         results.append({
@@ -250,13 +303,7 @@ def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: Ener
             "disk_bytes": s.disk_bytes,
             "inputs": {"functions": len(s.inputs), "tokens_per_input": round(tokens_per_input(s.inputs), 1),
                        "tokenisation": s.tokenisation},
-            "latency_ms": {
-                "median": round(1e3 * statistics.median(t), 3),
-                "p90": round(1e3 * t[min(len(t) - 1, int(0.9 * len(t)))], 3),
-                "runs": len(t),
-                "batch_size": 1,
-                "threads": threads,
-            },
+            "latency_ms": {**_latency(times[k]), "batch_size": 1, "threads": threads},
             "throughput": {"batch_size": cfg.throughput_batch, "examples_per_second": round(_throughput(s, cfg), 2)},
             "energy": {
                 "method": meter.method,
@@ -276,6 +323,7 @@ def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: Ener
                 "source": intensity["source"],
                 "energy_method": meter.method,
             },
+            **({"accelerator": extra[k]} if k in extra else {}),
         })
     return results
 
@@ -285,7 +333,7 @@ def _test_scores(task: Task, s: Subject) -> dict:
     predicted probability; the per-example correctness is kept for the paired test between subjects."""
     from avatar.stats import baseline, bootstrap_intervals
 
-    logits = s.logits(s.test, 32)
+    logits = (s.scores or s.logits)(s.test, 32)
     preds, margin = logits.argmax(axis=1), logits[:, 1] - logits[:, 0]  # the margin ranks as P(class 1) does
     labels = s.test.labels
     return {

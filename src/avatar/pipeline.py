@@ -26,15 +26,21 @@ from avatar._io import write_json_atomic, write_text_atomic
 from avatar.config import CompressConfig, to_toml
 from avatar.engine import STAGES, Run, Stage
 from avatar.errors import AvatarError
-from avatar.settings import DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings, check_settings
+from avatar.settings import DeviceConfig, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings, check_settings
 from avatar.space import Space
 from avatar.tasks import Task, TaskData, fingerprint
 from avatar.teacher import data_fingerprints
 
+def _on(accel) -> dict:
+    """The ``accel`` keyword of a stage function, when one is given (an ``avatar.device.Accelerator``): the stage
+    functions default to the CPU. Where work runs is in no stage's key."""
+    return {} if accel is None else {"accel": accel}
+
+
 # --- teacher ---------------------------------------------------------------------------------------------
 
 def teacher_stage(run: Run, task: Task, data: TaskData, config: FinetuneConfig, finetuned: str | None = None,
-                  progress: Progress | None = None) -> Stage:
+                  progress: Progress | None = None, accel=None) -> Stage:
     """Fine-tune the teacher into ``RUN/teacher``, or take ``finetuned`` (a folder fine-tuned before) as it is."""
     from avatar.labels import teacher_hash
     from avatar.modeling import check_model_folder
@@ -53,7 +59,7 @@ def teacher_stage(run: Run, task: Task, data: TaskData, config: FinetuneConfig, 
         return run.stage("teacher", {"finetuned": teacher_hash(folder), "task": task.name}, [], lambda: result)
 
     def fn() -> dict:
-        m = finetune(task, data, run.root / "teacher", config, progress)
+        m = finetune(task, data, run.root / "teacher", config, progress, **_on(accel))
         return {"dir": "teacher", "fine_tuned_here": True, "valid": m["valid"], "test": m["test"],
                 "train_seconds": m["train_seconds"], "examples": m["examples"]}
 
@@ -66,12 +72,12 @@ def teacher_dir(run: Run, teacher: Stage) -> Path:
     return run.root / "teacher" if teacher.result["fine_tuned_here"] else Path(teacher.result["dir"])
 
 
-def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, progress: Progress | None = None) -> Stage:
+def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, progress: Progress | None = None, accel=None) -> Stage:
     """The teacher's logits on the unlabelled half: ``RUN/soft_labels.json``."""
     from avatar.labels import label, teacher_hash
 
     folder = teacher_dir(run, teacher)
-    fn = lambda: label(folder, task, data.unlabelled, run.root / "soft_labels.json", progress=progress)  # noqa: E731
+    fn = lambda: label(folder, task, data.unlabelled, run.root / "soft_labels.json", progress=progress, **_on(accel))  # noqa: E731
     # keyed by the teacher's files, not its stage: a teacher trained again with the same settings is another teacher
     return run.stage("soft_labels", {"teacher": teacher_hash(folder), "data": fingerprint(data.unlabelled)}, ["soft_labels.json"], fn)
 
@@ -121,9 +127,12 @@ def space_stage(run: Run, task: Task, space: Space, settings: SearchSettings) ->
 def indicator_stage(
     run: Run, task: Task, space: Space, settings: SearchSettings, space_key: str,
     data_dir: Path | None, data_seed: int, soft_labels: Path, distill: DistillConfig | None = None,
+    device: DeviceConfig | None = None,
 ) -> Stage:
-    """Sample feasible configurations, distil each on the short budget, fit the indicator: ``RUN/indicator/``."""
+    """Sample feasible configurations, distil each on the short budget (on ``device``: one job per core on the
+    CPU, one per GPU on CUDA), fit the indicator: ``RUN/indicator/``."""
     from avatar.candidates import score_candidates, successive_halving
+    from avatar.device import placement
     from avatar.distill import teacher_view
     from avatar.executor import make_executor
     from avatar.indicator import Indicator
@@ -141,14 +150,15 @@ def indicator_stage(
         write_json_atomic(run.root / "indicator" / "samples.json", configs)
         data = task.load(data_dir, seed=data_seed)
         teacher_view(data.unlabelled, soft)  # soft labels made for other data: fail here, not in every worker
-        workers = settings.workers or os.cpu_count() or 1
-        executor = make_executor(settings.executor, workers, settings.ray_address)
+        local, gpus, job_device = placement(device or DeviceConfig(), settings.executor)
+        workers = gpus or local or settings.workers or os.cpu_count() or 1
+        executor = make_executor(settings.executor, workers, settings.ray_address, gpus)
 
         def run_rung(rung: int, chosen: list[int]) -> list[dict]:
             return score_candidates(
                 [configs[i] for i in chosen], task.name, None if data_dir is None else str(Path(data_dir).resolve()), data_seed,
                 soft_labels, soft.key, data_fingerprints(data), settings.short_budget(distill, rung),
-                run.root / "indicator" / "candidates", executor, threads=max(1, (os.cpu_count() or 1) // workers),
+                run.root / "indicator" / "candidates", executor, threads=max(1, (os.cpu_count() or 1) // workers), device=job_device,
             )
 
         reached = successive_halving(len(configs), settings.rungs, settings.eta, run_rung, lambda r: r["valid"][settings.sample_metric])
@@ -286,12 +296,12 @@ def choose_stage(run: Run, pareto: Stage, prefer: str) -> Stage:
 
 def search_stages(run: Run, task: Task, space: Space, settings: SearchSettings, data_dir: Path | None, data_seed: int,
                   soft_labels: Path, space_done: Stage | None = None, distill: DistillConfig | None = None,
-                  threads: int | None = None) -> dict[str, Stage]:
+                  threads: int | None = None, device: DeviceConfig | None = None) -> dict[str, Stage]:
     """Space (unless ``space_done``) -> indicator -> latency model -> search -> choice, each skipped when done.
     The indicator's samples are distilled with ``distill``'s loss on their short budget."""
     check_settings(settings)
     stages = {"space": space_done or space_stage(run, task, space, settings)}
-    stages["indicator"] = indicator_stage(run, task, space, settings, stages["space"].key, data_dir, data_seed, soft_labels, distill)
+    stages["indicator"] = indicator_stage(run, task, space, settings, stages["space"].key, data_dir, data_seed, soft_labels, distill, device)
     speed = latency_stage(run, task, space, settings, stages["space"].key, threads) if settings.objective == "latency" else None
     if speed:
         stages["latency"] = speed
@@ -303,7 +313,7 @@ def search_stages(run: Run, task: Task, space: Space, settings: SearchSettings, 
 # --- student, measurement, report ------------------------------------------------------------------------
 
 def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: Stage, config: DistillConfig,
-                  progress: Progress | None = None) -> Stage:
+                  progress: Progress | None = None, accel=None) -> Stage:
     """Distil the chosen configuration fully: ``RUN/student/``."""
     from avatar.distill import distill
     from avatar.labels import load_soft_labels
@@ -311,7 +321,7 @@ def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: S
 
     def fn() -> dict:
         student = StudentConfig.load(run.root / "chosen_student.json")
-        m = distill(task, data, load_soft_labels(run.root / "soft_labels.json"), student, run.root / "student", config, progress)
+        m = distill(task, data, load_soft_labels(run.root / "soft_labels.json"), student, run.root / "student", config, progress, **_on(accel))
         keep = ("valid", "test", "agreement_with_teacher", "parameters", "best_step", "steps", "train_seconds", "examples", "loss")
         return {k: m[k] for k in keep}
 
@@ -335,7 +345,7 @@ def export_stage(run: Run, data: TaskData, student: Stage, config: ExportConfig,
 
 
 def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage | None, student: Stage, exported: Stage,
-                  config: MeasureConfig, seed: int) -> Stage:
+                  config: MeasureConfig, seed: int, accel=None) -> Stage:
     """Teacher (when the run has a teacher model), student, the exported student through onnxruntime (and
     reference architectures) measured side by side: ``RUN/metrics.json``."""
     from avatar.measure import ARCH_PREFIX, ONNX_PREFIXES, load_subjects, measure, ratios
@@ -348,7 +358,7 @@ def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage | None, s
         models.append((str((run.root / "student").resolve()), "student"))
         deployed = [(prefix + str(onnx.resolve()), f"student (ONNX {p})") for prefix, p in ONNX_PREFIXES.items() if p in precisions]
         specs = [*models, *deployed, *((ARCH_PREFIX + a, a) for a in config.architectures)]
-        results = measure(load_subjects([s for s, _ in specs], task, data.test, config, seed), task, config)
+        results = measure(load_subjects([s for s, _ in specs], task, data.test, config, seed, **_on(accel)), task, config, **_on(accel))
         for r, (_, role) in zip(results, specs):
             r["role"] = role
         by_role = {r["role"]: r for r in results}
@@ -419,22 +429,25 @@ def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> di
         check_given_labels(Path(config.teacher_labels), data)
     if config.measure.length_tokenizer is not None:
         resolve_source(config.measure.length_tokenizer)
+    from avatar.device import accelerator
+
+    accel = accelerator(config.device)  # a device this machine does not have stops the run here
     write_text_atomic(run.root / "config.toml", to_toml(config))
 
     space = Space.paper().override(config.space)
     stages = {"space": space_stage(run, task, space, config.search)}  # an impossible budget stops the run first
     if config.teacher_labels is None:
-        stages["teacher"] = teacher_stage(run, task, data, config.finetune, config.teacher if config.teacher_finetuned else None, progress)
-        stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress=progress)
+        stages["teacher"] = teacher_stage(run, task, data, config.finetune, config.teacher if config.teacher_finetuned else None, progress, accel)
+        stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress, accel)
     else:
         stages["soft_labels"] = given_labels_stage(run, data, Path(config.teacher_labels))
     stages |= search_stages(run, task, space, config.search, data_dir, config.seed, run.root / "soft_labels.json", distill=config.distill,
-                            space_done=stages["space"], threads=config.measure.threads)
-    stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], config.distill, progress)
+                            space_done=stages["space"], threads=config.measure.threads, device=config.device)
+    stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], config.distill, progress, accel)
     about = {"data": f"{config.task} data in {data_dir}" if data_dir else f"the built-in {config.task} sample (a few hundred examples)",
              "teacher": (f"its predictions, imported into {config.teacher_labels}" if config.teacher_labels else
                          config.teacher + (" (fine-tuned elsewhere)" if config.teacher_finetuned else ", fine-tuned by this run"))}
     stages["export"] = export_stage(run, data, stages["student"], config.export, about)
-    stages["measure"] = measure_stage(run, task, data, stages.get("teacher"), stages["student"], stages["export"], config.measure, config.seed)
+    stages["measure"] = measure_stage(run, task, data, stages.get("teacher"), stages["student"], stages["export"], config.measure, config.seed, accel)
     stages["report"] = report_stage(run, list(stages.values()))
     return stages

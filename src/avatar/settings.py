@@ -34,7 +34,6 @@ class TrainConfig:
     evals_per_epoch: int = 1  # validations per epoch; the best one's weights are kept
     length_buckets: int = 50  # batches from pools of this many batches' worth of examples sorted by length (1-2 % padding instead of 15-20 %: benchmarks/results/train_speed.md); 1: plain random batches
     patience: int | None = None  # stop after this many validations without improvement (none: never)
-    eval_batch_size: int = 32  # examples per batch when validating
     seed: int = SEED  # shuffling, dropout and head initialisation
 
 
@@ -80,6 +79,25 @@ class DistillConfig:
     memory_mb: int = 2048  # activation memory a training pass may use; larger batches are split and accumulated
     length_buckets: int = TrainConfig.length_buckets  # batches from length-sorted pools (as fine-tuning)
     seed: int = SEED  # subset, initialisation, shuffling, dropout
+
+
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class DeviceConfig:
+    """Where fine-tuning, labelling, distillation and scoring run. How, not what: these settings are in no stage's
+    key, so work done on one machine is reused on another. Students are always timed on the CPU they target."""
+
+    device: str = "auto"  # auto (CUDA when torch sees one, else the CPU), cpu, cuda, cuda:N or mps
+    mixed_precision: bool = True  # CUDA only: bf16 autocast where the GPU has it, else fp16 with gradient scaling
+    loader_workers: int = 2  # on an accelerator: processes collating batches into pinned memory (the CPU collates in the loop)
+    eval_batch_size: int = 32  # examples per batch of validation, test scoring and labelling
+
+    def check(self) -> None:
+        kind, colon, index = self.device.partition(":")
+        if kind not in DEVICE_KINDS or (colon and (kind != "cuda" or not index.isdigit())):
+            raise AvatarError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
 
 
 # ROC AUC by default: after a short distillation most students on a hard task (Devign) still predict the
@@ -198,7 +216,7 @@ RANGES = {
     "sample_limit": (1, 10**9), "sample_eval_limit": (1, 10**9), "budget_mb": (1e-6, 1e6), "max_gflops": (1e-9, 1e9),
     "min_head_dim": (1, 4_096), "samples": (3, 100_000), "rungs": (1, 10), "eta": (2, 10), "latency_architectures": (3, 10_000), "population": (2, 100_000),
     "generations": (1, 100_000), "workers": (1, 4_096), "threads": (1, 4_096), "runs": (1, 10**6), "warmup": (0, 10**6),
-    "throughput_examples": (1, 10**7), "energy_rounds": (1, 10_000), "energy_seconds": (0.01, 3_600.0),
+    "throughput_examples": (1, 10**7), "loader_workers": (0, 256), "energy_rounds": (1, 10_000), "energy_seconds": (0.01, 3_600.0),
     "architecture_tokens": (3, 100_000),
     "parity_examples": (1, 10**7), "max_prob_diff": (0.0, 1.0), "min_agreement": (0.0, 1.0), "external_data_mb": (0.0, 1e6),
     "target_precision": (0.0, 1.0),

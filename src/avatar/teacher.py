@@ -11,6 +11,7 @@ import torch
 from rich.progress import Progress
 
 from avatar._io import METRICS, atomic_dir, check_replaceable, checkpoint_path, sha256_json, write_json_atomic
+from avatar.device import CPU, Accelerator
 from avatar.errors import AvatarError
 from avatar.modeling import MAX_LENGTH_KEY, TRAIN_IDS, load_pretrained, save_classifier
 from avatar.settings import FinetuneConfig, check_settings
@@ -22,8 +23,10 @@ from avatar.trainer import Checkpoint, Trainer, encode, encode_graphs, score
 
 log = logging.getLogger(__name__)
 
-def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, progress: Progress | None = None) -> dict:
-    """Fine-tune, keep the best checkpoint by validation score, write it with ``metrics.json``; return the metrics."""
+def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, progress: Progress | None = None,
+             accel: Accelerator = CPU) -> dict:
+    """Fine-tune on ``accel``'s device, keep the best checkpoint by validation score, write it (weights on the CPU)
+    with ``metrics.json``; return the metrics."""
     check_settings(config)
     check_replaceable(out_dir)
     seed = config.seed
@@ -50,14 +53,14 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
 
     checkpoint = Checkpoint(checkpoint_path(out_dir), sha256_json({"settings": asdict(config), "data": data_fingerprints(data)}))
     start = time.perf_counter()
-    result = Trainer(model, task, config, train, valid, progress, checkpoint).train()
+    result = Trainer(model, task, config, train, valid, progress, checkpoint, accel).train()
     train_seconds = time.perf_counter() - start
     metrics = {
         "task": task.name,
         "data": data_fingerprints(data),
         "main_metric": task.main_metric,
-        "valid": score(task, model, valid, config.eval_batch_size),
-        "test": score(task, model, test, config.eval_batch_size),
+        "valid": score(task, model, valid, accel.eval_batch_size, accel),
+        "test": score(task, model, test, accel.eval_batch_size, accel),
         "best_step": result.best_step,
         "steps": result.steps,
         "train_seconds": round(train_seconds, 1),
@@ -67,7 +70,7 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
     }
     setattr(model.config, MAX_LENGTH_KEY, max_length)  # the labeller reads code as the teacher learnt it
     with atomic_dir(out_dir) as tmp:
-        save_classifier(model, tokenizer, task, tmp)
+        save_classifier(model.cpu(), tokenizer, task, tmp)
         write_json_atomic(tmp / TRAIN_IDS, [ex.id for ex in train_ex], indent=None)
         write_json_atomic(tmp / METRICS, metrics)
     checkpoint.remove()

@@ -5,11 +5,11 @@ Distillation (a later stage) subclasses ``Trainer`` and replaces only its loss.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
+from avatar.device import CPU, Accelerator, cpu_copy, model_device
 from avatar.graphcodebert import GraphInput
 from avatar.modeling import Classifier, model_max_length
 from avatar.settings import TrainConfig
@@ -120,30 +121,41 @@ def _collate_graphs(data: Encoded, rows: Sequence[int]) -> tuple[torch.Tensor, t
     return ids, mask, positions
 
 
+def collate_chunks(data: Encoded, size: int, rows: Sequence[int]) -> list[tuple[torch.Tensor, ...]]:
+    """One batch as the tensors of its micro-batches of ``size`` rows (one of them when it fits)."""
+    return [collate(data, rows[start : start + size]) for start in range(0, len(rows), size)]
+
+
 @torch.no_grad()
-def predict_logits(model: Classifier, data: Encoded, batch_size: int = 32, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """Two-class logits (N, 2) of every example, batched by length so little compute goes to padding."""
+def predict_logits(model: Classifier, data: Encoded, batch_size: int = 32, on_batch: Callable[[int], None] | None = None,
+                   accel: Accelerator = CPU) -> np.ndarray:
+    """Two-class logits (N, 2) of every example, batched by length so little compute goes to padding; run where the
+    model is, batches collated and cast as ``accel`` says."""
     was_training = model.training
     model.eval()
+    device = model_device(model)
     order = sorted(range(len(data)), key=lambda r: max(len(t) for t in data.tokens[r]))
     out = np.zeros((len(data), 2), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        out[rows] = model(*collate(data, rows)).float().numpy()
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    for rows, tensors in accel.batches(batches, partial(collate, data)):
+        with accel.autocast():
+            logits = model(*(t.to(device, non_blocking=True) for t in tensors))
+        out[rows] = logits.float().cpu().numpy()
         if on_batch:
             on_batch(len(rows))
     model.train(was_training)
     return out
 
 
-def score(task: Task, model: Classifier, data: Encoded, batch_size: int = 32) -> dict[str, float]:
-    return score_and_margins(task, model, data, batch_size)[0]
+def score(task: Task, model: Classifier, data: Encoded, batch_size: int = 32, accel: Accelerator = CPU) -> dict[str, float]:
+    return score_and_margins(task, model, data, batch_size, accel)[0]
 
 
-def score_and_margins(task: Task, model: Classifier, data: Encoded, batch_size: int = 32) -> tuple[dict[str, float], np.ndarray]:
+def score_and_margins(task: Task, model: Classifier, data: Encoded, batch_size: int = 32,
+                      accel: Accelerator = CPU) -> tuple[dict[str, float], np.ndarray]:
     """The task's metrics on ``data``, and each example's logit margin (logit 1 - logit 0, which ranks examples as
     the probability of class 1 does)."""
-    logits = predict_logits(model, data, batch_size)
+    logits = predict_logits(model, data, batch_size, accel=accel)
     margin = logits[:, 1] - logits[:, 0]
     return task.metrics(data.labels.tolist(), logits.argmax(axis=1).tolist(), margin.tolist()), margin
 
@@ -189,7 +201,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 class Trainer:
-    """Supervised fine-tuning on ground-truth labels, keeping the best weights by validation score."""
+    """Supervised fine-tuning on ground-truth labels, keeping the best weights by validation score (in CPU memory),
+    on the device of ``accel`` (the model is moved there)."""
 
     def __init__(
         self,
@@ -200,24 +213,30 @@ class Trainer:
         valid: Encoded,
         progress: Progress | None = None,
         checkpoint: Checkpoint | None = None,
+        accel: Accelerator = CPU,
     ):
-        self.model, self.task, self.config = model, task, config
+        self.model, self.task, self.config = model.to(accel.device), task, config
+        self.accel = accel
         self.train_data, self.valid_data = train, valid
         self.progress = progress
         self.checkpoint = checkpoint
 
     def loss(self, logits: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
         """Cross-entropy against the ground truth; distillation overrides this."""
-        return F.cross_entropy(logits, torch.as_tensor(self.train_data.labels[list(rows)]))
+        return F.cross_entropy(logits, torch.as_tensor(self.train_data.labels[list(rows)], device=logits.device))
 
-    def _step_loss(self, rows: list[int]) -> float:
-        """Forward and backward over one batch, in micro-batches whose losses are weighted to the batch mean."""
+    def _step_loss(self, rows: list[int], chunks: list[tuple[torch.Tensor, ...]] | None = None, scaler=None) -> float:
+        """Forward and backward over one batch, in micro-batches whose losses are weighted to the batch mean
+        (``chunks``: their tensors, collated beforehand; none: collated here)."""
         size = self.config.micro_batch_size or len(rows)
+        chunks = collate_chunks(self.train_data, size, rows) if chunks is None else chunks
         total = 0.0
-        for start in range(0, len(rows), size):
+        for start, tensors in zip(range(0, len(rows), size), chunks):
             chunk = rows[start : start + size]
-            loss = self.loss(self.model(*collate(self.train_data, chunk)), chunk) * (len(chunk) / len(rows))
-            loss.backward()
+            with self.accel.autocast():
+                logits = self.model(*self.accel.to_device(tensors))
+            loss = self.loss(logits.float(), chunk) * (len(chunk) / len(rows))
+            (loss if scaler is None else scaler.scale(loss)).backward()
             total += loss.item()
         return total
 
@@ -232,14 +251,16 @@ class Trainer:
         total = cfg.max_steps or steps_per_epoch * cfg.epochs  # a step budget runs the epochs it needs and stops
         epochs = math.ceil(total / steps_per_epoch)
         eval_at = {round(steps_per_epoch * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
-        optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.learning_rate)
+        optimizer = self.accel.adamw(param_groups(self.model, cfg.weight_decay), cfg.learning_rate)
         schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+        scaler = self.accel.scaler()
         bar = self.progress.add_task("training", total=total) if self.progress else None
+        collate_batch = partial(collate_chunks, self.train_data, cfg.micro_batch_size or cfg.batch_size)
 
         result = TrainResult(best_score=-math.inf, best_step=0, steps=0)
-        best_state = copy.deepcopy(self.model.state_dict())
+        best_state = cpu_copy(self.model.state_dict())
         stale, first_epoch = 0, 0
-        saved = self.checkpoint.load(self.model, optimizer, schedule, generator) if self.checkpoint else None
+        saved = self.checkpoint.load(self.model, optimizer, schedule, generator, scaler) if self.checkpoint else None
         if saved is not None:
             first_epoch, stale, best_state, result = saved
             log.info("resumed after epoch %d from %s", first_epoch, self.checkpoint.path)
@@ -247,12 +268,19 @@ class Trainer:
                 self.progress.update(bar, completed=result.steps)
         self.model.train()
         for epoch in range(first_epoch, epochs):
-            for i, rows in enumerate(self._batches(generator), start=1):
+            batches = list(self._batches(generator))  # the epoch's draws are all made before its first batch
+            for i, (rows, chunks) in enumerate(self.accel.batches(batches, collate_batch), start=1):
                 if result.steps == total:
                     break
-                loss = self._step_loss(rows)
+                loss = self._step_loss(rows, chunks, scaler)
+                if scaler is not None:
+                    scaler.unscale_(optimizer)  # clip the true gradients
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
+                if scaler is None:
+                    optimizer.step()
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 result.steps += 1
@@ -260,13 +288,13 @@ class Trainer:
                     self.progress.update(bar, advance=1, description=f"epoch {epoch + 1} loss {loss:.4f}")
                 if i not in eval_at and result.steps != total:  # a step budget ends with a validation
                     continue
-                metrics = score(self.task, self.model, self.valid_data, cfg.eval_batch_size)
+                metrics = score(self.task, self.model, self.valid_data, self.accel.eval_batch_size, self.accel)
                 value = metrics[self.task.main_metric]
                 result.history.append({"epoch": epoch + 1, "step": result.steps, "loss": loss, **metrics})
                 log.info("step %d: validation %s %.4f", result.steps, self.task.main_metric, value)
                 if value > result.best_score:
                     result.best_score, result.best_step, stale = value, result.steps, 0
-                    best_state = copy.deepcopy(self.model.state_dict())
+                    best_state = cpu_copy(self.model.state_dict())
                 else:
                     stale += 1
                 if bar is not None:
@@ -276,7 +304,7 @@ class Trainer:
                     self.model.load_state_dict(best_state)
                     return result
             if self.checkpoint and epoch + 1 < epochs:
-                self.checkpoint.save(epoch + 1, stale, self.model, best_state, result, optimizer, schedule, generator)
+                self.checkpoint.save(epoch + 1, stale, self.model, best_state, result, optimizer, schedule, generator, scaler)
         self.model.load_state_dict(best_state)
         return result
 
@@ -287,8 +315,8 @@ MODEL_STATE, BEST_STATE, TRAINER_STATE = "model.safetensors", "best.safetensors"
 class Checkpoint:
     """End-of-epoch training state in a folder of its own, so that a killed run resumes where the epoch ended.
 
-    It holds the weights (now and best so far, safetensors), the optimiser, schedule and random-number states
-    and the validation history; resuming continues exactly as the uninterrupted run would have. ``key`` names
+    It holds the weights (now and best so far, safetensors), the optimiser, schedule, gradient scaler and
+    random-number states (CPU and CUDA) and the validation history; resuming continues exactly as the uninterrupted run would have. ``key`` names
     what was being trained (settings, data, starting model): a folder saved under another key is not resumed.
     """
 
@@ -296,28 +324,30 @@ class Checkpoint:
         self.path, self.key = Path(path), key
 
     def save(self, epoch: int, stale: int, model: torch.nn.Module, best_state: dict, result: TrainResult,
-             optimizer: torch.optim.Optimizer, schedule, generator: torch.Generator) -> None:
+             optimizer: torch.optim.Optimizer, schedule, generator: torch.Generator, scaler=None) -> None:
         from safetensors.torch import save_file
 
         from avatar._io import atomic_dir
 
         with atomic_dir(self.path, kind="checkpoint") as tmp:
-            save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(tmp / MODEL_STATE))
-            save_file({k: v.detach().clone().contiguous() for k, v in best_state.items()}, str(tmp / BEST_STATE))
+            save_file({k: v.contiguous() for k, v in cpu_copy(model.state_dict()).items()}, str(tmp / MODEL_STATE))
+            save_file({k: v.contiguous() for k, v in cpu_copy(best_state).items()}, str(tmp / BEST_STATE))
             torch.save({
                 "key": self.key, "epoch": epoch, "stale": stale, "result": asdict(result),
                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+                "scaler": None if scaler is None else scaler.state_dict(),
             }, tmp / TRAINER_STATE)
         log.info("checkpoint after epoch %d in %s", epoch, self.path)
 
-    def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule,
-             generator: torch.Generator) -> tuple[int, int, dict, TrainResult] | None:
+    def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule, generator: torch.Generator,
+             scaler=None) -> tuple[int, int, dict, TrainResult] | None:
         """Restore the saved state into these objects; None when there is none for this key."""
         from safetensors.torch import load_file
 
         try:
-            state = torch.load(self.path / TRAINER_STATE, weights_only=True)
+            state = torch.load(self.path / TRAINER_STATE, weights_only=True, map_location="cpu")
         except FileNotFoundError:
             return None
         if state.get("key") != self.key:
@@ -328,6 +358,10 @@ class Checkpoint:
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         return state["epoch"], state["stale"], load_file(str(self.path / BEST_STATE)), TrainResult(**state["result"])
 
     def remove(self) -> None:
