@@ -225,3 +225,21 @@ def test_measuring_places_a_copy_on_the_accelerator_and_times_the_cpu(tmp_path, 
     assert placed[0].logits(placed[0].inputs.subset([0]), 1).shape == (1, 2)
     with pytest.raises((NotImplementedError, RuntimeError)):  # meta tensors hold no values to copy back
         placed[0].on_device(placed[0].inputs.subset([0]), 1)
+
+
+def test_the_report_labels_the_accelerator_column_as_extra():
+    from avatar.report import headline
+
+    def result(role, accelerator=None):
+        r = {"role": role, "test": None, "parameters": 10, "size_mb": 1.0, "inputs": {"functions": 3, "tokens_per_input": 50.0},
+             "latency_ms": {"median": 2.0}, "throughput": {"batch_size": 32, "examples_per_second": 9.0},
+             "energy": {"method": "estimate", "joules_per_example": 0.1, "resolved": True}, "carbon": {"grams_per_1000_examples": 0.01}}
+        return r | ({"accelerator": accelerator} if accelerator else {})
+
+    gpu = {"device": "NVIDIA H200", "precision": "bfloat16 autocast", "latency_ms": {"median": 0.5}}
+    metrics = {"main_metric": "accuracy", "results": [result("teacher", gpu), result("student (ONNX int8)")]}
+    _, rows = headline(metrics)
+    assert rows[-1] == ["extra: latency ms p50 on NVIDIA H200 (bfloat16 autocast, batch 1)", "0.50", "-"]
+    assert "latency ms p50 (batch 1)" in [r[0] for r in rows]  # the CPU's figure stays the headline
+    _, cpu_rows = headline({"main_metric": "accuracy", "results": [result("teacher")]})
+    assert not any(r[0].startswith("extra") for r in cpu_rows)

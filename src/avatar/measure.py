@@ -74,8 +74,8 @@ def _placed(subject: Subject, model: torch.nn.Module, accel: Accelerator) -> Sub
     if accel.device.type == "cpu":
         return subject
     there = copy.deepcopy(model).to(accel.device).eval()
-    full = replace(accel, dtype=None)
-    return replace(subject, on_device=_torch_logits(there, accel), scores=_torch_logits(there, full))
+    timed = replace(accel, loader_workers=0)  # a batch-1 pass collates one example: no worker processes to start
+    return replace(subject, on_device=_torch_logits(there, timed), scores=_torch_logits(there, replace(accel, dtype=None)))
 
 
 def reference_lengths(tokenizer, examples: list[Example], cap: int) -> list[list[int]]:

@@ -71,6 +71,10 @@ def headline(metrics: dict) -> tuple[list[str], list[list[str]]]:
         row("gCO2e / 1000 examples", lambda r: f"{r['carbon']['grams_per_1000_examples']:.4g} ({r['energy']['method']})"
             if r["energy"].get("resolved", True) else "unresolved"),
     ]
+    placed = next((r["accelerator"] for r in results if "accelerator" in r), None)
+    if placed is not None:  # trained on an accelerator: its latency too, beside the CPU's (the deployment target's)
+        rows.append(row(f"extra: latency ms p50 on {placed['device']} ({placed['precision']}, batch 1)",
+                        lambda r: f"{r['accelerator']['latency_ms']['median']:.2f}" if "accelerator" in r else "-"))
     return columns, rows
 
 
