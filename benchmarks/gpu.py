@@ -8,8 +8,9 @@ the chosen 3 MB student for the paper's epochs; effectiveness with intervals, wa
 The GPU machine this targets has PyTorch with transformers, tokenizers, scikit-learn, onnx(runtime), typer, rich
 and safetensors, but no z3, pymoo, tree-sitter, codecarbon or Ray, no MiniLM weights and no network, takes at
 most 64 MiB and gives back at most 8 files of 16 MiB. So the light stages that need z3 run here: ``prepare``
-draws the indicator's samples from the SMT-cut space and packs them with the Devign data (xz) and the MiniLM
-teacher's weights (fp16, made fp32 again there). ``run`` does the heavy stages on CUDA: the teacher fine-tuned
+draws the indicator's samples from the SMT-cut space and packs them with their tokenizers (trained here, or taken
+from the cache: training is CPU work the GPU does not speed up), the Devign data (xz) and the MiniLM teacher's
+weights (fp16, made fp32 again there). ``run`` does the heavy stages on CUDA: the teacher fine-tuned
 on the whole labelled half at CodeXGLUE's 400 tokens, its soft labels on the whole unlabelled half, every sample
 distilled on the short budget of benchmarks/paper_table.py's search (successive halving), the best measured
 sample (pymoo's search is not there: the honest fallback of avatar's choice) distilled on the whole unlabelled
@@ -53,6 +54,7 @@ def prepare(args) -> None:
     from avatar.smt import Feasibility
     from avatar.space import Space
     from avatar.tasks import get_task
+    from avatar.vocab import cached_path, distinct_texts, train_tokenizer
 
     sys.path.insert(0, str(HERE))
     from paper_table import SEARCH, SPACE
@@ -80,6 +82,18 @@ def prepare(args) -> None:
         space_stage(run, task, space, search)
     searched = searched_space(run.root, space)
     configs = sample(searched, Feasibility(searched, search.constraints(task.num_inputs)), search.samples, search.seed)
+    # the samples' tokenizers, trained (or found in the cache) here on the corpus distil() trains them on: training
+    # one on 22,000 functions takes minutes (Unigram: tens of minutes), the GPU does not speed it up
+    data = task.load(args.data_root / "devign", seed=SEED)
+    corpus = distinct_texts([*data.unlabelled, *(data.labelled if GROUND_TRUTH > 0 else [])])
+    (out / "tokenizers").mkdir()
+    for c in configs:
+        path = cached_path(c["tokenizer"], c["vocab_size"], corpus)
+        if not path.is_file():
+            print(f"training the {c['tokenizer']} {c['vocab_size']} tokenizer", file=sys.stderr, flush=True)
+            train_tokenizer(c["tokenizer"], c["vocab_size"], corpus)
+        with open(path, "rb") as src, lzma.open(out / "tokenizers" / f"{path.name}.xz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
     (out / "plan.json").write_text(json.dumps({"samples": configs, "search": asdict(search), "teacher": TEACHER | {k: v for k, v in (("max_length", args.teacher_tokens), ("epochs", args.teacher_epochs)) if v},
                                                "epochs": args.epochs or EPOCHS,
                                                "ground_truth": GROUND_TRUTH, "seed": SEED}, indent=1))
@@ -90,9 +104,16 @@ def prepare(args) -> None:
 
 
 def _unpack(bundle: Path, work: Path) -> tuple[Path, Path]:
-    """The data as jsonl and the teacher in fp32, in ``work``."""
+    """The data as jsonl and the teacher in fp32, in ``work``; the samples' tokenizers into the cache."""
     import torch
     from safetensors.torch import load_file, save_file
+
+    from avatar._io import cache_dir
+
+    (cache_dir() / "tokenizers").mkdir(parents=True, exist_ok=True)
+    for packed in (bundle / "tokenizers").glob("*.json.xz"):
+        with lzma.open(packed, "rb") as src, open(cache_dir() / "tokenizers" / packed.name.removesuffix(".xz"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
 
     data, teacher = work / "devign", work / "teacher"
     data.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,8 @@ def test_prepare_here_then_run_without_the_missing_packages(tmp_path, tiny_encod
                     "--teacher-epochs", "1"], check=True, cwd=tmp_path, capture_output=True)
     plan = json.loads((bundle / "plan.json").read_text())
     assert len(plan["samples"]) == 3 and (bundle / "teacher" / "model.fp16.safetensors").is_file()
+    kinds = {(c["tokenizer"], c["vocab_size"]) for c in plan["samples"]}
+    assert len(list((bundle / "tokenizers").glob("*.json.xz"))) == len(kinds)  # trained here, shipped with the bundle
     argv = [str(SCRIPT), "run", "--bundle", str(bundle), "--out", str(out), "--device", "cpu"]
     proc = subprocess.run([sys.executable, "-c", WITHOUT.format(absent=ABSENT, argv=argv, script=str(SCRIPT))], cwd=tmp_path,
                           capture_output=True, text=True)

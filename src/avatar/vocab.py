@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
@@ -62,10 +63,16 @@ def distinct_texts(examples: Iterable) -> list[str]:
     return list(dict.fromkeys(text for ex in examples for text in ex.texts))
 
 
+def cached_path(kind: str, vocab_size: int, texts: Sequence[str]) -> Path:
+    """Where the cache keeps a ``kind`` tokenizer of ``vocab_size`` trained on ``texts`` (a file that may be copied
+    to another machine's cache, to spare it the training)."""
+    key = sha256_json({"recipe": RECIPE, "kind": kind, "vocab_size": vocab_size, "texts": sha256_json(list(texts))})
+    return cache_dir() / "tokenizers" / f"{kind}-{vocab_size}-{key[:16]}.json"
+
+
 def train_tokenizer(kind: str, vocab_size: int, texts: Sequence[str]) -> PreTrainedTokenizerFast:
     """Train (or fetch from the cache) a ``kind`` tokenizer of at most ``vocab_size`` tokens on ``texts``."""
-    key = sha256_json({"recipe": RECIPE, "kind": kind, "vocab_size": vocab_size, "texts": sha256_json(list(texts))})
-    cached = cache_dir() / "tokenizers" / f"{kind}-{vocab_size}-{key[:16]}.json"
+    cached = cached_path(kind, vocab_size, texts)
     if cached.is_file():
         return _wrap(Tokenizer.from_file(str(cached)))
     tok, trainer = _untrained(kind, vocab_size)
