@@ -25,6 +25,9 @@ functions (MiniLM's WordPiece), capped at 400.
   absolute position embeddings only (relative ones train too slowly here; see benchmarks/search.py); batches from
   length-sorted pools (the default; benchmarks/results/train_speed.md).
 
+Long runs span sessions: `--keep-candidates` copies the finished indicator samples into
+benchmarks/artefacts/paper-candidates (commit them), and a run folder that lacks them starts from them.
+
 Writes benchmarks/results/paper_table.{md,json}; results of a task already there are kept when only the other
 task is run.
 """
@@ -78,6 +81,31 @@ BCB_PREDICTIONS = "bigclonebench/extra/compressor_unlabel_train_4col.txt"
 
 TEACHER = HERE / "out" / "teacher" / "defect"  # benchmarks/teacher.py's fine-tuned folder, while it is at hand
 KEPT = HERE / "artefacts" / "defect-teacher"  # its logits, kept with the project (benchmarks/teacher.py --keep-predictions)
+KEPT_CANDIDATES = HERE / "artefacts" / "paper-candidates"  # finished indicator samples by task (--keep-candidates), so a run spans sessions
+
+
+def keep_candidates(task: str) -> int:
+    """Copy the run's finished indicator samples into the project (small JSON records): the next session's run
+    folder starts with them instead of distilling them again."""
+    import shutil
+
+    src, dst = OUT / task / "indicator" / "candidates", KEPT_CANDIDATES / task
+    dst.mkdir(parents=True, exist_ok=True)
+    files = sorted(src.glob("*.json")) if src.is_dir() else []
+    for f in files:
+        shutil.copy(f, dst / f.name)
+    return len(files)
+
+
+def restore_candidates(task: str) -> None:
+    """The kept samples put back into a run folder that lacks them (their keys decide whether a run uses them)."""
+    import shutil
+
+    dst = OUT / task / "indicator" / "candidates"
+    for f in sorted((KEPT_CANDIDATES / task).glob("*.json")):
+        if not (dst / f.name).is_file():
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dst / f.name)
 
 
 def task_config(task: str, data_root: Path) -> CompressConfig:
@@ -123,6 +151,7 @@ def run_task(task: str, data_root: Path) -> dict:
     config = task_config(task, data_root)
     config.validate()
     run = OUT / task
+    restore_candidates(task)
     start = time.perf_counter()
     stages = compress(config, run, on_end=lambda s: print(f"{task}: {s.name} {'up to date' if s.reused else f'{s.seconds:.0f} s'}", file=sys.stderr)).stages
     seeds = {str(SEEDS[0]): {k: stages["student"].result[k] for k in ("valid", "test", "train_seconds", "steps", "best_step")}}
@@ -148,7 +177,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--tasks", nargs="*", default=["defect", "clone"], choices=["defect", "clone"])
+    parser.add_argument("--keep-candidates", action="store_true", help="only copy the runs' finished indicator samples into "
+                        "benchmarks/artefacts/paper-candidates (to commit: the next session resumes from them)")
     args = parser.parse_args()
+    if args.keep_candidates:
+        for task in args.tasks:
+            print(f"{task}: kept {keep_candidates(task)} finished samples in {KEPT_CANDIDATES / task}")
+        return
     hf_logging.set_verbosity_error()
     if "defect" in args.tasks and not (TEACHER / "model.safetensors").is_file() and not (KEPT / "unlabelled.jsonl").is_file():
         sys.exit("error: no Devign teacher: run python benchmarks/teacher.py --task defect (and --keep-predictions defect) first")
