@@ -112,11 +112,16 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="where to train, label 
                                         "cuda:N or mps; students are timed on the CPU")]
 
 
-def _accel(device: str):
-    """The accelerator ``--device`` names (one line when this machine has no such device)."""
+MeasureDeviceOpt = Annotated[str, typer.Option("--device", help="scores computed, and an extra GPU latency column timed, here: "
+                                               "auto, cpu, cuda, cuda:N or mps; CPU latency is always measured")]
+
+
+def _accel(device: str, **settings):
+    """The accelerator ``--device`` names (one line when this machine has no such device); ``settings``: more of
+    ``DeviceConfig`` (``eval_batch_size`` is ``--batch-size``)."""
     from avatar.device import accelerator
 
-    return accelerator(_checked(DeviceConfig(device=device), device="--device"))
+    return accelerator(_checked(DeviceConfig(device=device, **settings), device="--device", eval_batch_size="--batch-size"))
 
 
 @app.command()
@@ -172,9 +177,7 @@ def label_cmd(
     if (teacher is None) == (predictions is None):
         raise AvatarError("give either --teacher (a model folder) or --predictions (a file of its predictions)")
     _at_least(1, batch_size=batch_size)
-    from avatar.device import accelerator
-
-    accel = accelerator(_checked(DeviceConfig(device=device, eval_batch_size=batch_size), device="--device", eval_batch_size="--batch-size"))
+    accel = _accel(device, eval_batch_size=batch_size)
     t = get_task(task)
     task_data = t.load(data, seed=seed)
     if predictions is not None:
@@ -293,8 +296,7 @@ def evaluate(
     country: Country = None,
     eval_limit: Annotated[int | None, typer.Option(help="score on at most this many test examples")] = None,
     as_json: JsonOut = False,
-    device: Annotated[str, typer.Option("--device", help="scores computed, and an extra GPU latency column timed, here: "
-                                        "auto, cpu, cuda, cuda:N or mps; CPU latency is always measured")] = _DEVICE.device,
+    device: MeasureDeviceOpt = _DEVICE.device,
 ) -> None:
     """Test scores, size, CPU latency, throughput, energy and carbon of one model."""
     t, results = _measure([model], task, data, seed, runs, threads, country, eval_limit, device)
@@ -316,8 +318,7 @@ def compare(
     country: Country = None,
     eval_limit: Annotated[int | None, typer.Option(help="score on at most this many test examples")] = None,
     as_json: JsonOut = False,
-    device: Annotated[str, typer.Option("--device", help="scores computed, and an extra GPU latency column timed, here: "
-                                        "auto, cpu, cuda, cuda:N or mps; CPU latency is always measured")] = _DEVICE.device,
+    device: MeasureDeviceOpt = _DEVICE.device,
 ) -> None:
     """Measure models in one interleaved run and print each one's ratios against the first."""
     from avatar.measure import ratios
@@ -413,11 +414,10 @@ def search(
         workers=workers, ray_address=ray_address, seed=seed,
     ))
     sp = (Space.load(space_file) if space_file else Space.paper()).override_flags(ranges or [], choices or [])
-    placement_device = _checked(DeviceConfig(device=device), device="--device")
     _accel(device)  # a device this machine lacks: one line now
     with err_console.status("searching") as status:
         with Run(out, on_start=lambda name: status.update(f"search: {name}"), on_end=_stage_line).writing() as run:
-            stages = search_stages(run, t, sp, settings, data, seed, soft_labels, device=placement_device)
+            stages = search_stages(run, t, sp, settings, data, seed, soft_labels, device=DeviceConfig(device=device))
     ind, pareto = stages["indicator"].result, stages["pareto"].result
     console.print(f"indicator of validation {ind['metric']}: {ind['choice']}, LOOCV MAE {ind['loocv_mae']:.4f}, Kendall tau {ind['kendall_tau']}")
     console.print(f"Pareto set: {pareto['pareto_size']} configurations ({pareto['evaluations']} evaluated); choice ({prefer}):")

@@ -24,6 +24,7 @@ from rich.progress import Progress
 
 from avatar._io import write_json_atomic, write_text_atomic
 from avatar.config import CompressConfig, to_toml
+from avatar.device import CPU, Accelerator, accelerator
 from avatar.engine import STAGES, Run, Stage
 from avatar.errors import AvatarError
 from avatar.settings import DeviceConfig, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings, check_settings
@@ -31,16 +32,10 @@ from avatar.space import Space
 from avatar.tasks import Task, TaskData, fingerprint
 from avatar.teacher import data_fingerprints
 
-def _on(accel) -> dict:
-    """The ``accel`` keyword of a stage function, when one is given (an ``avatar.device.Accelerator``): the stage
-    functions default to the CPU. Where work runs is in no stage's key."""
-    return {} if accel is None else {"accel": accel}
-
-
 # --- teacher ---------------------------------------------------------------------------------------------
 
 def teacher_stage(run: Run, task: Task, data: TaskData, config: FinetuneConfig, finetuned: str | None = None,
-                  progress: Progress | None = None, accel=None) -> Stage:
+                  progress: Progress | None = None, accel: Accelerator = CPU) -> Stage:
     """Fine-tune the teacher into ``RUN/teacher``, or take ``finetuned`` (a folder fine-tuned before) as it is."""
     from avatar.labels import teacher_hash
     from avatar.modeling import check_model_folder
@@ -59,7 +54,7 @@ def teacher_stage(run: Run, task: Task, data: TaskData, config: FinetuneConfig, 
         return run.stage("teacher", {"finetuned": teacher_hash(folder), "task": task.name}, [], lambda: result)
 
     def fn() -> dict:
-        m = finetune(task, data, run.root / "teacher", config, progress, **_on(accel))
+        m = finetune(task, data, run.root / "teacher", config, progress, accel=accel)
         return {"dir": "teacher", "fine_tuned_here": True, "valid": m["valid"], "test": m["test"],
                 "train_seconds": m["train_seconds"], "examples": m["examples"]}
 
@@ -72,12 +67,12 @@ def teacher_dir(run: Run, teacher: Stage) -> Path:
     return run.root / "teacher" if teacher.result["fine_tuned_here"] else Path(teacher.result["dir"])
 
 
-def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, progress: Progress | None = None, accel=None) -> Stage:
+def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, progress: Progress | None = None, accel: Accelerator = CPU) -> Stage:
     """The teacher's logits on the unlabelled half: ``RUN/soft_labels.json``."""
     from avatar.labels import label, teacher_hash
 
     folder = teacher_dir(run, teacher)
-    fn = lambda: label(folder, task, data.unlabelled, run.root / "soft_labels.json", progress=progress, **_on(accel))  # noqa: E731
+    fn = lambda: label(folder, task, data.unlabelled, run.root / "soft_labels.json", progress=progress, accel=accel)  # noqa: E731
     # keyed by the teacher's files, not its stage: a teacher trained again with the same settings is another teacher
     return run.stage("soft_labels", {"teacher": teacher_hash(folder), "data": fingerprint(data.unlabelled)}, ["soft_labels.json"], fn)
 
@@ -313,7 +308,7 @@ def search_stages(run: Run, task: Task, space: Space, settings: SearchSettings, 
 # --- student, measurement, report ------------------------------------------------------------------------
 
 def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: Stage, config: DistillConfig,
-                  progress: Progress | None = None, accel=None) -> Stage:
+                  progress: Progress | None = None, accel: Accelerator = CPU) -> Stage:
     """Distil the chosen configuration fully: ``RUN/student/``."""
     from avatar.distill import distill
     from avatar.labels import load_soft_labels
@@ -321,7 +316,7 @@ def student_stage(run: Run, task: Task, data: TaskData, labels: Stage, choice: S
 
     def fn() -> dict:
         student = StudentConfig.load(run.root / "chosen_student.json")
-        m = distill(task, data, load_soft_labels(run.root / "soft_labels.json"), student, run.root / "student", config, progress, **_on(accel))
+        m = distill(task, data, load_soft_labels(run.root / "soft_labels.json"), student, run.root / "student", config, progress, accel=accel)
         keep = ("valid", "test", "agreement_with_teacher", "parameters", "best_step", "steps", "train_seconds", "examples", "loss")
         return {k: m[k] for k in keep}
 
@@ -345,7 +340,7 @@ def export_stage(run: Run, data: TaskData, student: Stage, config: ExportConfig,
 
 
 def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage | None, student: Stage, exported: Stage,
-                  config: MeasureConfig, seed: int, accel=None) -> Stage:
+                  config: MeasureConfig, seed: int, accel: Accelerator = CPU) -> Stage:
     """Teacher (when the run has a teacher model), student, the exported student through onnxruntime (and
     reference architectures) measured side by side: ``RUN/metrics.json``."""
     from avatar.measure import ARCH_PREFIX, ONNX_PREFIXES, load_subjects, measure, ratios
@@ -358,7 +353,7 @@ def measure_stage(run: Run, task: Task, data: TaskData, teacher: Stage | None, s
         models.append((str((run.root / "student").resolve()), "student"))
         deployed = [(prefix + str(onnx.resolve()), f"student (ONNX {p})") for prefix, p in ONNX_PREFIXES.items() if p in precisions]
         specs = [*models, *deployed, *((ARCH_PREFIX + a, a) for a in config.architectures)]
-        results = measure(load_subjects([s for s, _ in specs], task, data.test, config, seed, **_on(accel)), task, config, **_on(accel))
+        results = measure(load_subjects([s for s, _ in specs], task, data.test, config, seed, accel=accel), task, config, accel=accel)
         for r, (_, role) in zip(results, specs):
             r["role"] = role
         by_role = {r["role"]: r for r in results}
@@ -429,8 +424,6 @@ def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> di
         check_given_labels(Path(config.teacher_labels), data)
     if config.measure.length_tokenizer is not None:
         resolve_source(config.measure.length_tokenizer)
-    from avatar.device import accelerator
-
     accel = accelerator(config.device)  # a device this machine does not have stops the run here
     write_text_atomic(run.root / "config.toml", to_toml(config))
 
