@@ -48,6 +48,7 @@ from transformers.utils import logging as hf_logging
 
 from avatar.config import CompressConfig
 from avatar.distill import distill
+from avatar.engine import Run
 from avatar.labels import load_soft_labels
 from avatar.pipeline import compress
 from avatar.predictions import import_predictions
@@ -101,11 +102,15 @@ def restore_candidates(task: str) -> None:
     """The kept samples put back into a run folder that lacks them (their keys decide whether a run uses them)."""
     import shutil
 
+    kept = sorted((KEPT_CANDIDATES / task).glob("*.json"))
+    if not kept:
+        return
     dst = OUT / task / "indicator" / "candidates"
-    for f in sorted((KEPT_CANDIDATES / task).glob("*.json")):
-        if not (dst / f.name).is_file():
-            dst.mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, dst / f.name)
+    with Run(OUT / task).writing():  # a folder made here must still read as a run folder to compress
+        for f in kept:
+            if not (dst / f.name).is_file():
+                dst.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, dst / f.name)
 
 
 def task_config(task: str, data_root: Path) -> CompressConfig:
