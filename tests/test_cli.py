@@ -70,7 +70,7 @@ def test_bad_data_line_is_reported_with_file_and_line(tmp_path, defect_data, cap
     lines[9] = '{"func": "x", "target": 5}'
     (defect_data / "train.jsonl").write_text("\n".join(lines) + "\n")
     assert _run(["finetune", "--data", str(defect_data), "--out", str(tmp_path / "out")], monkeypatch) == 2
-    assert capsys.readouterr().err.strip() == f"error: {defect_data / 'train.jsonl'}:10: target must be 0 or 1, got 5"
+    assert capsys.readouterr().err.strip() == f"error: {defect_data / 'train.jsonl'}:10: label '5' is not one of the classes (0, 1)"
 
 
 def test_finetune_then_label(tmp_path, tiny_encoder, clone_data):

@@ -61,7 +61,7 @@ def test_wrong_task_and_broken_folders(tmp_path, tiny_encoder):
     task = get_task("defect")
     model, tokenizer = load_pretrained(task, str(tiny_encoder))
     save_classifier(model, tokenizer, task, tmp_path / "m")
-    with pytest.raises(AvatarError, match="trained for task 'defect', not 'clone'"):
+    with pytest.raises(AvatarError, match=r"trained for task 'defect' \(classes 0, 1\), not task 'clone'"):
         load_classifier(tmp_path / "m", get_task("clone"))
     (tmp_path / "m" / "model.safetensors").write_bytes(b"\0" * 100)
     with pytest.raises(AvatarError, match="model.safetensors: cannot load weights"):

@@ -78,7 +78,7 @@ def test_compressor_style_pair_file_with_repeated_pairs(tmp_path, clone):
 @pytest.mark.parametrize("lines,message", [
     (lambda ex: ["id,logit0,logit1", f"{ex[0].id},1,nan"], r"p.csv:2: logit 'nan' is not a finite number"),
     (lambda ex: ["id,probability", f"{ex[0].id},1.5"], r"p.csv:2: probability '1.5' is outside \[0, 1\]"),
-    (lambda ex: ["id,label", f"{ex[0].id},2"], r"p.csv:2: label '2' must be 0 or 1"),
+    (lambda ex: ["id,label", f"{ex[0].id},2"], r"p.csv:2: label '2' is not a class of the task \(0, 1\)"),
     (lambda ex: ["id,label", "no-such-id,1"], r"p.csv:2: id 'no-such-id' is not an example of the unlabelled half"),
     (lambda ex: ["id,label", f"{ex[0].id},1", f"{ex[0].id},1"], r"p.csv:3: duplicate id .* \(first at line 2\)"),
     (lambda ex: ["idx,label", f"{ex[0].id},1"], r"p.csv: \d+ unlabelled example\(s\) have no prediction, e.g. id '\d+'"),
@@ -101,7 +101,7 @@ def test_bad_jsonl_and_extension(tmp_path, defect):
         (["{not json"], r"p.jsonl:1: malformed JSON"),
         ([json.dumps({"id": ex[0].id, "label": 1, "probability": 0.2})], r"p.jsonl:1: give exactly one of"),
         ([json.dumps({"label": 1})], r"p.jsonl:1: missing field 'id'"),
-        ([json.dumps({"id": ex[0].id, "logits": [1]})], r"p.jsonl:1: logits must be two numbers"),
+        ([json.dumps({"id": ex[0].id, "logits": [1]})], r"p.jsonl:1: logits must be 2 numbers, one per class"),
         ([json.dumps({"id": ex[0].id, "label": 1}), json.dumps({"id": ex[1].id, "probability": 0.3})], r"p.jsonl:2: this line gives probability"),
     ):
         with pytest.raises(AvatarError, match=message):

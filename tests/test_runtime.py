@@ -40,7 +40,7 @@ def test_probabilities_and_pair_scores(exports):
     np.testing.assert_allclose(clone.pair_logits(vectors[:1], vectors[1:]), clone.logits([(a, b)]), atol=1e-6)
     with pytest.raises(AvatarError, match="reads 2 function"):
         clone.logits([(a,)])
-    with pytest.raises(AvatarError, match="needs a clone model"):
+    with pytest.raises(AvatarError, match="embed needs a pair model"):
         defect.embed([a])
 
 

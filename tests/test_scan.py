@@ -112,7 +112,7 @@ def test_sarif_rejects_what_is_not_sarif():
 
 
 def test_scan_needs_a_defect_model_and_a_probability(exports):
-    with pytest.raises(AvatarError, match="avatar scan needs a defect model; this one was trained for clone"):
+    with pytest.raises(AvatarError, match=r"avatar scan needs a model that reads one function; this one \(clone\) reads a pair of functions: use avatar clones"):
         scan([CODE / "c"], ExportedModel(exports["clone"]))
     with pytest.raises(AvatarError, match="--threshold must be a probability"):
         scan([CODE / "c"], ExportedModel(exports["defect"]), threshold=1.5)
@@ -141,7 +141,7 @@ def test_clones_within_one_folder_and_the_pair_bound(exports):
     # (the tiny fixture's clone model has learned nothing, and says so first)
     assert warnings[-1:] == ["scored the first 5 of 21 function pairs (--max-pairs 5); narrow A or B, or raise the bound"]
     assert all(w.startswith("this model has learned nothing") for w in warnings[:-1])
-    with pytest.raises(AvatarError, match="avatar clones needs a clone model"):
+    with pytest.raises(AvatarError, match="avatar clones needs a model that reads a pair of functions"):
         clones([CODE / "java"], [CODE / "java"], ExportedModel(exports["defect"]))
 
 
@@ -168,7 +168,7 @@ def test_cli_scan_writes_sarif_and_reports_errors_in_one_line(exports, tmp_path)
         (["scan", str(CODE / "c"), "--model", str(tmp_path / "missing")], "model folder not found"),
         (["scan", str(CODE / "c"), "--model", str(exports["defect"]), "--format", "xml"], "--format must be one of"),
         (["scan", str(CODE / "c"), "--model", str(exports["defect"]), "--precision", "fp16"], "--precision must be one of"),
-        (["clones", str(CODE / "java"), str(CODE / "java"), "--model", str(exports["defect"])], "needs a clone model"),
+        (["clones", str(CODE / "java"), str(CODE / "java"), "--model", str(exports["defect"])], "needs a model that reads a pair of functions"),
     ):
         r = runner.invoke(app, args)
         assert r.exit_code == 1 and isinstance(r.exception, AvatarError) and message in str(r.exception), (args, r.output)

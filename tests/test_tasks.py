@@ -90,8 +90,9 @@ DEFECT_CASES = [
     ("valid.jsonl", 2, "[1, 2]", "valid.jsonl:2: expected a JSON object"),
     ("train.jsonl", 5, '{"target": 1, "idx": 999}', "train.jsonl:5: missing field 'func'"),
     ("test.jsonl", 4, '{"func": "x", "idx": 998}', "test.jsonl:4: missing field 'target'"),
-    ("test.jsonl", 4, '{"func": "x", "target": 2, "idx": 998}', "test.jsonl:4: target must be 0 or 1, got 2"),
-    ("test.jsonl", 4, '{"func": "x", "target": "1", "idx": 998}', "test.jsonl:4: field 'target' has the wrong type"),
+    ("test.jsonl", 4, '{"func": "x", "target": 2, "idx": 998}', "test.jsonl:4: label '2' is not one of the classes (0, 1)"),
+    ("test.jsonl", 4, '{"func": "x", "target": "1", "idx": 998}', "test.jsonl:4: mixed label types: str here, int at train.jsonl:1"),
+    ("test.jsonl", 4, '{"func": "x", "target": 1.0, "idx": 998}', "test.jsonl:4: field 'target' has the wrong type"),
     ("test.jsonl", 4, '{"func": 7, "target": 1, "idx": 998}', "test.jsonl:4: field 'func' has the wrong type"),
     ("test.jsonl", 6, '{"func": "x", "target": 1, "idx": 0}', "test.jsonl:6: duplicate example id '0' (first at train.jsonl:1)"),
     ("train.jsonl", 7, '{"func": "x", "target": 1, "idx": 2}', "train.jsonl:7: duplicate example id '2' (first at train.jsonl:3)"),
@@ -123,7 +124,7 @@ CLONE_CASES = [
     ("data.jsonl", 3, '{"func": "x"}', "data.jsonl:3: missing field 'idx'"),
     ("data.jsonl", 3, "not json", "data.jsonl:3: malformed JSON"),
     ("valid.txt", 2, "sort0\tghost\t1", "valid.txt:2: function id 'ghost' is not in data.jsonl"),
-    ("valid.txt", 2, "sort0\tsort1\t2", "valid.txt:2: label must be 0 or 1, got '2'"),
+    ("valid.txt", 2, "sort0\tsort1\t2", "valid.txt:2: label '2' is not one of the classes (0, 1)"),
     ("test.txt", 3, "sort0 sort1 1", "test.txt:3: expected 'idx1<TAB>idx2<TAB>label', got 1 field(s)"),
 ]
 

@@ -165,3 +165,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def toml_line(text: str, key: str, table: str | None) -> int | None:
+    """Line of ``key = ...`` (inside ``[table]`` when given) in a TOML text, for error messages."""
+    current = None
+    for n, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"\s*\[([^\]]+)\]", line)
+        if header:
+            current = header.group(1).strip()
+        elif current == table and re.match(rf"\s*\"?{re.escape(key)}\"?\s*=", line):
+            return n
+    return None

@@ -6,12 +6,14 @@ from rich.table import Table
 
 
 def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
+    """Scores by split: accuracy, precision, recall, F1 (two classes) or their macro averages (more)."""
+    names = [k for k in next(iter(rows.values())) if k != "roc_auc"]
     table = Table(title=title)
     table.add_column("split")
-    for name in ("accuracy", "precision", "recall", "f1"):
-        table.add_column(name, justify="right")
+    for name in names:
+        table.add_column(name.replace("_", "-"), justify="right")
     for split, m in rows.items():
-        table.add_row(split, *(f"{m[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1")))
+        table.add_row(split, *(f"{m[k]:.4f}" for k in names))
     return table
 
 

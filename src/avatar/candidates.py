@@ -41,7 +41,7 @@ def distill_candidate(job: dict) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(job["threads"])
     try:  # a single-worker executor runs jobs in the calling process: give its thread count back afterwards
-        task = get_task(job["task"])
+        task = get_task(job["task"], job["data_dir"])
         data = task.load(job["data_dir"], seed=job["seed"])
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
@@ -51,7 +51,7 @@ def distill_candidate(job: dict) -> dict:
         torch.set_num_threads(threads)
     return {
         "valid": metrics["valid"],
-        "valid_margins": metrics["valid_margins"],
+        **{k: metrics[k] for k in ("valid_margins", "valid_preds") if k in metrics},  # two classes: margins; more: classes
         "parameters": metrics["parameters"],
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from avatar._render import footer, metrics_table, results_table, space_summary, space_table
 from avatar.cost import MB
 from avatar.errors import AvatarError
-from avatar.runtime import TASK_COMMAND, TASK_DATASET, TRAINING_MODULES
+from avatar.runtime import COMMAND, TASK_DATASET, TRAINING_MODULES
 from avatar.settings import (
     BUDGET_MB, MINILM, SEED, DeviceConfig, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings, check_settings,
 )
@@ -30,7 +30,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err_console = Console(stderr=True)
 
-TaskOpt = Annotated[str, typer.Option("--task", help="defect (Devign) or clone (BigCloneBench)")]
+TaskOpt = Annotated[str, typer.Option("--task", help="defect (Devign), clone (BigCloneBench), or your own data: classify or pairs (the data folder's task.toml describes it)")]
 DataOpt = Annotated[Path | None, typer.Option("--data", help="data folder in CodeXGLUE format [default: built-in sample]")]
 
 
@@ -146,7 +146,7 @@ def finetune(
     from avatar.tasks import get_task
     from avatar.teacher import finetune as run
 
-    t = get_task(task)
+    t = get_task(task, data)
     config = _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed, model_type, flow_length)
     accel = _accel(device)
     task_data = t.load(data, seed=seed)
@@ -178,14 +178,15 @@ def label_cmd(
         raise AvatarError("give either --teacher (a model folder) or --predictions (a file of its predictions)")
     _at_least(1, batch_size=batch_size)
     accel = _accel(device, eval_batch_size=batch_size)
-    t = get_task(task)
+    t = get_task(task, data)
     task_data = t.load(data, seed=seed)
     if predictions is not None:
         summary = import_predictions(t, predictions, task_data.unlabelled, out)
     else:
         with _progress() as progress:
             summary = label(teacher, t, task_data.unlabelled, out, progress, accel)
-    console.print(f"{summary['examples']} soft labels ({summary['predicted_positive']} predicted positive) in {out}", soft_wrap=True)
+    counts = ", ".join(f"{n} {c}" for c, n in summary["predicted"].items())
+    console.print(f"{summary['examples']} soft labels (predicted: {counts}) in {out}", soft_wrap=True)
     if summary["kind"] == "label":
         console.print(escape("hard labels only: the student is distilled with cross-entropy on them ([distill] label_smoothing); "
                              "the temperature does not apply"), soft_wrap=True)
@@ -213,7 +214,7 @@ def teacher(
     from avatar.pipeline import Run, labels_stage, teacher_stage
     from avatar.tasks import get_task
 
-    t = get_task(task)
+    t = get_task(task, data)
     config = _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_size, seed)
     accel = _accel(device)
     task_data = t.load(data, seed=seed)
@@ -254,7 +255,7 @@ def distill_cmd(
     check_replaceable(out)  # before any reading: a folder that must not be replaced is the first thing to say
     accel = _accel(device)
     student = StudentConfig.load(config) if config else StudentConfig()
-    t = get_task(task)
+    t = get_task(task, data)
     task_data = t.load(data, seed=seed)
     labels = load_soft_labels(soft_labels)
     with _progress() as progress:
@@ -278,7 +279,7 @@ def _measure(specs: list[str], task: str, data: Path | None, seed: int, runs: in
 
     cfg = _checked(MeasureConfig(runs=runs, threads=threads, country=country, eval_limit=eval_limit))
     accel = _accel(device)
-    t = get_task(task)
+    t = get_task(task, data)
     task_data = t.load(data, seed=seed)
     subjects = load_subjects(specs, t, task_data.test, cfg, seed, accel)
     with err_console.status("measuring"):
@@ -406,7 +407,7 @@ def search(
     from avatar.space import Space
     from avatar.tasks import get_task
 
-    t = get_task(task)
+    t = get_task(task, data)
     settings = _checked(SearchSettings(
         budget_mb=budget_mb, max_gflops=max_gflops, min_head_dim=min_head_dim, samples=samples, sample_epochs=sample_epochs,
         sample_limit=sample_limit, sample_eval_limit=sample_eval_limit, sample_metric=sample_metric, objective=objective,
@@ -455,7 +456,7 @@ def _compress_config(config_file: Path | None, flags: dict):
 
 @app.command()
 def compress(
-    task: Annotated[str | None, typer.Option("--task", help="defect (Devign) or clone (BigCloneBench) [default: defect]")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="defect (Devign), clone (BigCloneBench), classify or pairs (your own data: see its task.toml) [default: defect]")] = None,
     data: DataOpt = None,
     teacher: Annotated[str | None, typer.Option("--teacher", help="'minilm' (packaged), a local folder or a hub id [default: minilm]")] = None,
     teacher_finetuned: Annotated[bool | None, typer.Option("--teacher-finetuned", help="the teacher is already fine-tuned: skip fine-tuning")] = None,
@@ -486,6 +487,7 @@ def compress(
 
     from avatar.pipeline import compress as run_compress
     from avatar.report import decision_lines, headline, ratio_lines
+    from avatar.tasks import get_task
 
     flags = dict(task=task, data=data, preset=preset, teacher=teacher, teacher_finetuned=teacher_finetuned, teacher_labels=teacher_labels,
                  budget_mb=budget_mb, seed=seed,
@@ -518,7 +520,7 @@ def compress(
     precision = "int8" if "int8" in exported["sizes"] else "fp32"
     console.print(f"exported: {out / 'onnx'} ({precision} {exported['sizes'][precision] / MB:.2f} MB, agreement with PyTorch "
                   f"{exported['parity'][precision]['agreement']:.3f}; model card {out / 'onnx' / 'README.md'}); use it: "
-                  f"avatar {TASK_COMMAND[config.task]} ... --model {out}", soft_wrap=True)
+                  f"avatar {COMMAND[get_task(config.task).num_inputs]} ... --model {out}", soft_wrap=True)
     for line in decision_lines({"decisions": {precision: exported["decisions"][precision]}}):
         console.print(line, soft_wrap=True)
     if config.data is None:

@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
-from avatar._io import read_text
+from avatar._io import read_text, toml_line
 from avatar.errors import AvatarError
 from avatar.settings import (
     ARCHITECTURES, BUDGET_MB, MINILM, SEED, DeviceConfig, DistillConfig, ExportConfig, FinetuneConfig, MeasureConfig, SearchSettings,
@@ -41,7 +41,7 @@ OWNED = {"model": "teacher", "seed": "seed", "budget_mb": "budget_mb"}
 
 @dataclass
 class CompressConfig:
-    task: str = "defect"  # defect (Devign) or clone (BigCloneBench)
+    task: str = "defect"  # defect (Devign), clone (BigCloneBench), or a data set of your own: classify or pairs (its task.toml)
     data: str | None = None  # data folder in CodeXGLUE format (none: the built-in sample)
     preset: str | None = None  # budget profile under this file's options: "demo" (none: the full defaults; the built-in sample takes demo)
     teacher: str = MINILM  # 'minilm' (packaged), a local folder, or a hub id
@@ -66,10 +66,10 @@ class CompressConfig:
 
     def validate(self) -> None:
         from avatar.space import Space
-        from avatar.tasks import TASKS
+        from avatar.tasks import TASK_NAMES
 
-        if self.task not in TASKS:
-            raise AvatarError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task not in TASK_NAMES:
+            raise AvatarError(f"task must be one of {', '.join(TASK_NAMES)}, got {self.task!r}")
         if self.preset is not None and self.preset not in PRESETS:
             raise AvatarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.teacher_labels is not None and self.teacher_finetuned:
@@ -88,18 +88,6 @@ class CompressConfig:
 
 SECTIONS = {"finetune": FinetuneConfig, "search": SearchSettings, "distill": DistillConfig, "measure": MeasureConfig,
             "export": ExportConfig, "device": DeviceConfig}
-
-
-def _line_of(text: str, key: str, table: str | None) -> int | None:
-    """Line of ``key = ...`` (inside ``[table]`` when given) in a TOML text, for error messages."""
-    current = None
-    for n, line in enumerate(text.splitlines(), 1):
-        header = re.match(r"\s*\[([^\]]+)\]", line)
-        if header:
-            current = header.group(1).strip()
-        elif current == table and re.match(rf"\s*\"?{re.escape(key)}\"?\s*=", line):
-            return n
-    return None
 
 
 def _check_value(hint, value, where: str) -> None:
@@ -125,7 +113,7 @@ def _apply(obj, values: dict, text: str, path: Path | None, table: str | None):
     changes = {}
     for key, value in values.items():
         where = key if table is None else f"{table}.{key}"
-        line = _line_of(text, key, table)
+        line = toml_line(text, key, table)
         if table is not None and key in OWNED:
             raise AvatarError(f"{where} is set once for the whole run: write {OWNED[key]} = ... at the top of the file", path, line)
         if key not in hints:
@@ -174,7 +162,7 @@ def resolve(path: Path | None = None, options: dict | None = None) -> CompressCo
     if preset is None and options.get("data", raw.get("data")) is None:
         preset = SAMPLE_PRESET
     if preset is not None and preset not in PRESETS:
-        raise AvatarError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}", path, _line_of(text, "preset", None))
+        raise AvatarError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}", path, toml_line(text, "preset", None))
     config = _apply(CompressConfig(), PRESETS.get(preset, {}), "", None, None)
     config = _apply(config, raw, text, path, None)
     config = _apply(config, options, "", None, None)
@@ -183,7 +171,7 @@ def resolve(path: Path | None = None, options: dict | None = None) -> CompressCo
         config.validate()
     except AvatarError as e:
         section, name = getattr(e, "setting", (None, None))
-        raise AvatarError(e.message, path, _line_of(text, name, section) if name else None) from None
+        raise AvatarError(e.message, path, toml_line(text, name, section) if name else None) from None
     return config
 
 

@@ -5,6 +5,10 @@ function near 0.5). So the export fits Platt scaling (P = sigmoid(a * margin + b
 on the validation split, chooses the threshold on the same split (the best F1, or the lowest threshold that
 reaches a target precision), and reports precision and recall at it on validation and on test. The test split
 never influences either choice.
+
+With more than two classes the calibration is a temperature (the one that minimises the validation log loss),
+and the threshold, when some classes mean a finding, is on the probability of a finding: the positive classes'
+total. Without such classes there is nothing to flag: the model's class is its answer.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from avatar.runtime.model import calibrated
+from avatar.runtime.model import calibrated, softmax
 
 
 def platt(margin: np.ndarray, labels: np.ndarray, ridge: float = 1e-3, iterations: int = 50) -> tuple[float, float]:
@@ -57,6 +61,44 @@ def choose_threshold(probability: np.ndarray, labels: np.ndarray, target_precisi
         return min(r[0] for r in reaching), f"the lowest with validation precision at least {target_precision:g}"
     t, _ = max(rows, key=lambda r: (r[1]["precision"], r[0]))
     return t, f"the highest validation precision (none reaches {target_precision:g})"
+
+
+def temperature(logits: np.ndarray, labels: np.ndarray, low: float = 0.05, high: float = 20.0, iterations: int = 60) -> float:
+    """The temperature minimising the log loss of softmax(logits / T) on ``labels``: golden-section search over
+    log T (the loss is unimodal in T)."""
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+
+    def loss(log_t: float) -> float:
+        p = softmax(logits, float(np.exp(log_t)))[np.arange(len(labels)), labels]
+        return float(-np.log(np.maximum(p, 1e-300)).mean())
+
+    a, b = np.log(low), np.log(high)
+    g = (np.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    for _ in range(iterations):
+        if loss(c) < loss(d):
+            b, d = d, c
+            c = b - g * (b - a)
+        else:
+            a, c = c, d
+            d = a + g * (b - a)
+    return float(np.exp((a + b) / 2))
+
+
+def decide_classes(valid_logits: np.ndarray, valid_labels: Sequence[int], test_logits: np.ndarray, test_labels: Sequence[int],
+                   positive: Sequence[int], target_precision: float | None = None) -> dict:
+    """More than two classes: a temperature fitted on validation and, when ``positive`` (class indices) names the
+    classes that mean a finding, the threshold on the probability of a finding, with precision and recall at it."""
+    valid_labels, test_labels = np.asarray(valid_labels), np.asarray(test_labels)
+    t = temperature(valid_logits, valid_labels)
+    out = {"calibration": {"method": "temperature", "temperature": t, "fitted_on": "validation", "examples": int(len(valid_labels))}}
+    if not positive:
+        return {**out, "threshold": None, "rule": "no class means a finding: the most probable class is the answer"}
+    idx = list(positive)
+    pv, pt = (softmax(x, t)[:, idx].sum(axis=1) for x in (valid_logits, test_logits))
+    yv, yt = np.isin(valid_labels, idx).astype(int), np.isin(test_labels, idx).astype(int)
+    threshold, rule = choose_threshold(pv, yv, target_precision)
+    return {**out, "threshold": threshold, "rule": rule, "validation": at_threshold(pv, yv, threshold), "test": at_threshold(pt, yt, threshold)}
 
 
 def decide(valid_margin: np.ndarray, valid_labels: Sequence[int], test_margin: np.ndarray, test_labels: Sequence[int],

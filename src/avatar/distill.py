@@ -3,8 +3,9 @@
 Loss: KL(teacher || student) on temperature-softened distributions, scaled by T² so its gradients keep their
 size as T changes, optionally plus alpha times cross-entropy on the teacher's argmax. A teacher known only by
 its hard labels (an imported predictions file) is followed by cross-entropy on them, optionally smoothed: a
-temperature has nothing to soften there. The student never sees a ground-truth training label; the labelled
-validation split picks its best checkpoint.
+temperature has nothing to soften there. With ``ground_truth`` > 0 the labelled half's true labels join in
+(cross-entropy, that weight); at 0, the paper's mode, the student never sees a ground-truth training label. The
+labelled validation split picks its best checkpoint.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from avatar.modeling import MAX_LENGTH_KEY, Classifier, build_student, save_clas
 from avatar.student import StudentConfig
 from avatar.settings import DistillConfig, TrainConfig
 from avatar.tasks import Example, Task, TaskData, fingerprint, limit_examples
-from avatar.trainer import Checkpoint, Encoded, Trainer, encode, predict_logits, score, score_and_margins
+from avatar.trainer import Checkpoint, Encoded, Trainer, encode, predict_logits, score, score_and_logits
 from avatar.vocab import distinct_texts, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class DistillationTrainer(Trainer):
     def __init__(self, *args, teacher_logits: np.ndarray | None, temperature: float, alpha: float, label_smoothing: float = 0.0,
                  teacher_rows: int | None = None, ground_truth: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.teacher_logits = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32, device=self.accel.device)  # (N_t, 2)
+        self.teacher_logits = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32, device=self.accel.device)  # (N_t, C)
         self.temperature, self.alpha, self.label_smoothing = temperature, alpha, label_smoothing
         # rows from teacher_rows on are labelled-half examples with their true labels, weighted by ground_truth
         self.teacher_rows = len(self.train_data) if teacher_rows is None else teacher_rows
@@ -65,7 +66,7 @@ class DistillationTrainer(Trainer):
     def _teacher_loss(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
         if self.teacher_logits is None:  # hard labels: the train set's labels are the teacher's
             return F.cross_entropy(logits, torch.as_tensor(self.train_data.labels[rows], device=logits.device), label_smoothing=self.label_smoothing)
-        teacher = self.teacher_logits[rows]  # (B, 2)
+        teacher = self.teacher_logits[rows]  # (B, C)
         T = self.temperature
         loss = F.kl_div(
             F.log_softmax(logits / T, dim=-1), F.log_softmax(teacher / T, dim=-1), log_target=True, reduction="batchmean"
@@ -104,6 +105,7 @@ def distill(
     weights on the CPU); return its metrics."""
     config = config or DistillConfig()
     check_replaceable(out_dir)
+    soft_labels.check_task(task)
     view, all_logits = teacher_view(data.unlabelled, soft_labels)
     train_ex = limit_examples(view, config.limit, config.seed)  # stratified by the teacher's prediction
     row = {ex.id: i for i, ex in enumerate(view)}
@@ -145,14 +147,16 @@ def distill(
         teacher_rows=len(train_ex), ground_truth=config.ground_truth, accel=accel,
     )
     result = trainer.train()
-    valid_scores, valid_margins = score_and_margins(task, model, valid, accel.eval_batch_size, accel)
+    valid_scores, valid_logits = score_and_logits(task, model, valid, accel.eval_batch_size, accel)
+    valid_preds, valid_margins = task.read_logits(valid_logits)
     metrics = {
         "task": task.name,
         "main_metric": task.main_metric,
         "teacher_kind": soft_labels.kind,
         "loss": _loss_words(config, hard=logits is None, truth=len(truth_ex)),
         "valid": valid_scores,
-        "valid_margins": [round(float(m), 4) for m in valid_margins],  # per validation example, for the score's noise
+        # per validation example, for the score's noise: margins (two classes) or predicted classes
+        **({"valid_margins": [round(float(m), 4) for m in valid_margins]} if valid_margins is not None else {"valid_preds": valid_preds}),
         "test": score(task, model, test, accel.eval_batch_size, accel),
         "agreement_with_teacher": _agreement(model, train.subset(range(len(train_ex))), accel),
         "parameters": parameter_count(student, task.num_inputs),

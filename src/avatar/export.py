@@ -30,7 +30,7 @@ from avatar.errors import AvatarError
 from avatar.graphcodebert import MODEL_TYPE_KEY
 from avatar.settings import ExportConfig, check_settings
 from avatar.modeling import Classifier, PairClassifier, load_classifier, model_max_length, saved_task
-from avatar.runtime.model import FORMAT, MANIFEST, TOKENIZER, ExportedModel, graph_files, positive_probability, read_manifest
+from avatar.runtime.model import FORMAT, MANIFEST, TOKENIZER, ExportedModel, graph_files, read_manifest, softmax
 from avatar.tasks import Example, Task
 from avatar.trainer import encode, predict_logits
 
@@ -40,18 +40,18 @@ FP32_BOUNDS = (1e-4, 0.99)  # (max probability difference, min agreement): fp32 
 
 
 class _SequenceGraph(nn.Module):
-    """Defect models: token ids (B, T) -> logits (B, 2)."""
+    """One-function models: token ids (B, T) -> logits (B, C)."""
 
     def __init__(self, model: Classifier):
         super().__init__()
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids[:, None], attention_mask[:, None])  # (B, 1, T) in, (B, 2) out
+        return self.model(input_ids[:, None], attention_mask[:, None])  # (B, 1, T) in, (B, C) out
 
 
 class _EncoderGraph(nn.Module):
-    """Clone models: token ids (B, T) -> first-token vectors (B, H)."""
+    """Pair models: token ids (B, T) -> first-token vectors (B, H)."""
 
     def __init__(self, model: PairClassifier):
         super().__init__()
@@ -62,7 +62,7 @@ class _EncoderGraph(nn.Module):
 
 
 class _HeadGraph(nn.Module):
-    """Clone models: two first-token vectors side by side (B, 2H) -> logits (B, 2)."""
+    """Pair models: two first-token vectors side by side (B, 2H) -> logits (B, C)."""
 
     def __init__(self, model: PairClassifier):
         super().__init__()
@@ -144,16 +144,18 @@ def graph_and_data_files(path: Path) -> list[Path]:
 
 
 def parity(model: Classifier, tokenizer, task: Task, exported: ExportedModel, examples: Sequence[Example]) -> dict:
-    """Compare the export's P(class 1) with PyTorch's on ``examples`` (both uncalibrated softmax)."""
-    reference = positive_probability(predict_logits(model, encode(tokenizer, examples, model_max_length(model))))
-    got = positive_probability(exported.logits([ex.texts for ex in examples]))
-    diff = np.abs(got - reference)
-    diff[~np.isfinite(got)] = np.inf  # a NaN compares false with any bound: count it as the worst difference
+    """Compare the export's class probabilities with PyTorch's on ``examples`` (both uncalibrated softmax): the
+    largest difference over examples and classes (with two classes, that of P(class 1)), and how often the two
+    predict the same class."""
+    reference = softmax(predict_logits(model, encode(tokenizer, examples, model_max_length(model))))
+    got = softmax(exported.logits([ex.texts for ex in examples]))
+    diff = np.abs(got - reference).max(axis=1)
+    diff[~np.isfinite(got).all(axis=1)] = np.inf  # a NaN compares false with any bound: count it as the worst difference
     return {
         "examples": len(examples),
         "max_prob_diff": float(diff.max()),
         "mean_prob_diff": float(diff.mean()),
-        "agreement": float(np.mean((got >= 0.5) == (reference >= 0.5))),
+        "agreement": float(np.mean(got.argmax(axis=1) == reference.argmax(axis=1))),
     }
 
 
@@ -161,22 +163,24 @@ def decision(task: Task, exported: ExportedModel, valid: Sequence[Example], test
              target_precision: float | None) -> dict:
     """The export's calibration and threshold (chosen on ``valid``), precision/recall at it on both splits, and
     its test scores with their intervals and baseline, all through the runtime that ``avatar scan`` uses."""
-    from avatar.decision import decide
-    from avatar.stats import baseline, bootstrap_intervals, learned_nothing
+    from avatar.decision import decide, decide_classes
+    from avatar.stats import baseline, bootstrap_intervals, learned_nothing, prediction_spread
 
-    def margin_and_labels(examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
-        logits = exported.logits([ex.texts for ex in examples]).astype(np.float64)
-        return logits[:, 1] - logits[:, 0], np.array([ex.label for ex in examples])
+    def logits_and_labels(examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
+        return exported.logits([ex.texts for ex in examples]).astype(np.float64), np.array([ex.label for ex in examples])
 
-    (vm, vy), (tm, ty) = margin_and_labels(valid), margin_and_labels(test)
-    out = decide(vm, vy, tm, ty, target_precision)
-    preds = (tm > 0).astype(int)
+    (vl, vy), (tl, ty) = logits_and_labels(valid), logits_and_labels(test)
+    if task.num_classes == 2:
+        out = decide(vl[:, 1] - vl[:, 0], vy, tl[:, 1] - tl[:, 0], ty, target_precision)
+    else:
+        out = decide_classes(vl, vy, tl, ty, [task.classes.index(c) for c in task.positive], target_precision)
+    preds, margin = task.read_logits(tl)
     scores = {
-        **task.metrics(ty.tolist(), preds.tolist(), tm.tolist()),
+        **task.metrics(ty.tolist(), preds, margin),
         "examples": len(ty),
-        "interval95": bootstrap_intervals(task, ty, preds, tm),
+        "interval95": bootstrap_intervals(task, ty, preds, margin),
         "baseline": baseline(task, ty),
-        "prediction_spread": float(np.std(positive_probability(np.stack([np.zeros_like(tm), tm], axis=1)))),
+        "prediction_spread": prediction_spread(tl),
     }
     out["scores"] = scores
     out["learned_nothing"] = learned_nothing(scores, task.main_metric)
@@ -242,6 +246,10 @@ def export(model_dir: Path, out: Path, test: Sequence[Example], valid: Sequence[
         manifest = {
             "format": FORMAT,
             "task": task.name,
+            "classes": list(task.classes),
+            "positive": list(task.positive),  # the classes that mean a finding
+            "language": task.language,
+            "metric": task.main_metric,
             "num_inputs": task.num_inputs,
             "max_length": max_length,
             "pad_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,

@@ -1,6 +1,6 @@
 """Teacher stage, part two: the teacher's logits on the unlabelled half ("soft labels") for the student.
 
-The file holds raw two-class logits (not probabilities), so distillation can pick its own temperature; one
+The file holds raw logits, one per class (not probabilities), so distillation can pick its own temperature; one
 imported from a predictions file (``avatar.predictions``) may hold log-odds of probabilities, or hard labels
 only (``kind``). A result is cached under a key made of the teacher's files and the examples, so asking again
 costs nothing.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,19 +28,27 @@ log = logging.getLogger(__name__)
 
 FORMAT = "avatar-soft-labels/2"
 KINDS = ("logits", "probability", "label")  # what a teacher gave: logits, a probability (stored as log-odds), a label
+BINARY = ("0", "1")  # the classes of the CodeXGLUE tasks: a file that names no classes has these
 
 
 @dataclass
 class SoftLabels:
     data: str  # fingerprint of the examples that were labelled
-    logits: dict[str, list[float]]  # example id -> the teacher's two logits (empty for hard labels)
+    logits: dict[str, list[float]]  # example id -> the teacher's logits, one per class (empty for hard labels)
     key: str = ""  # hash of teacher and data: changes whenever the teacher does
     kind: str = "logits"  # "logits" | "probability" (logits are its log-odds) | "label" (hard labels only)
-    preds: dict[str, int] = field(default_factory=dict)  # example id -> the teacher's label
+    preds: dict[str, int] = field(default_factory=dict)  # example id -> the teacher's label (a class index)
+    classes: tuple[str, ...] = ("0", "1")  # the task's classes, in the order of the logits
 
     def __post_init__(self) -> None:
-        if not self.preds:  # given logits only: the label is their argmax (ties to class 0, as numpy's)
-            self.preds = {i: int(v[1] > v[0]) for i, v in self.logits.items()}
+        if not self.preds:  # given logits only: the label is their argmax (ties to the first class, as numpy's)
+            self.preds = {i: max(range(len(v)), key=v.__getitem__) for i, v in self.logits.items()}
+
+    def check_task(self, task: Task, path: Path | None = None) -> None:
+        """These labels must be for ``task``'s classes, in its order."""
+        if tuple(self.classes) != tuple(task.classes):
+            raise AvatarError(f"these soft labels are for the classes {', '.join(self.classes)}, not the task's "
+                              f"{', '.join(task.classes)}: make them again with avatar label", path)
 
 
 def teacher_hash(teacher_dir: Path) -> str:
@@ -77,18 +86,19 @@ def label(
         logits = predict_logits(model, data, accel.eval_batch_size, (lambda k: progress.advance(bar, k)) if bar is not None else None, accel)
         rows = [(ex_id, [float(v) for v in row], int(row.argmax())) for ex_id, row in zip(data.ids, logits)]
         write_soft_labels(cached, key=key, task=task.name, teacher=str(teacher_dir.resolve()), data=data_hash, kind="logits",
-                          rows=rows, max_length=max_length)
+                          rows=rows, classes=task.classes, max_length=max_length)
     copy_atomic(cached, out_file)
     return _summary(out_file, _read(out_file))
 
 
 def write_soft_labels(path: Path, *, key: str, task: str, teacher: str, data: str, kind: str,
-                      rows: list[tuple[str, list[float] | None, int]], max_length: int | None = None) -> dict:
-    """The one writer of soft-label files: (id, logits or None for hard labels, predicted label) per example."""
+                      rows: list[tuple[str, list[float] | None, int]], classes: Sequence[str], max_length: int | None = None) -> dict:
+    """The one writer of soft-label files: (id, logits or None for hard labels, predicted class index) per example."""
     write_json_atomic(
         path,
         {
             "format": FORMAT, "key": key, "task": task, "teacher": teacher, "kind": kind, "max_length": max_length, "data": data,
+            **({"classes": list(classes)} if tuple(classes) != BINARY else {}),  # files of two classes 0/1 read as before
             "labels": [{"id": i, **({"logits": [round(v, 6) for v in lg]} if lg is not None else {}), "pred": pred}
                        for i, lg, pred in rows],
         },
@@ -117,7 +127,7 @@ def load_soft_labels(path: Path) -> SoftLabels:
     doc = _read(path)
     rows = doc["labels"]
     logits = {} if doc["kind"] == "label" else {row["id"]: row["logits"] for row in rows}
-    return SoftLabels(doc["data"], logits, doc["key"], doc["kind"], {row["id"]: row["pred"] for row in rows})
+    return SoftLabels(doc["data"], logits, doc["key"], doc["kind"], {row["id"]: row["pred"] for row in rows}, tuple(doc["classes"]))
 
 
 def _read(path: Path) -> dict:
@@ -130,17 +140,19 @@ def _read(path: Path) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise AvatarError(f"not an Avatar soft-label file (expected format {FORMAT!r}); make it again with avatar label", path)
     doc.setdefault("kind", "logits")  # files written before hard labels could be imported
-    rows = doc.get("labels")
+    doc.setdefault("classes", list(BINARY))  # files written before tasks had other classes
+    rows, classes = doc.get("labels"), doc["classes"]
     hard = doc["kind"] == "label"
     ok = isinstance(doc.get("key"), str) and isinstance(doc.get("data"), str) and isinstance(rows, list) and doc["kind"] in KINDS
+    ok = ok and isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)
     ok = ok and all(
-        isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("pred") in (0, 1)
-        and (hard or (isinstance(r.get("logits"), list) and len(r["logits"]) == 2
+        isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("pred"), int) and 0 <= r["pred"] < len(classes)
+        and (hard or (isinstance(r.get("logits"), list) and len(r["logits"]) == len(classes)
                       and all(isinstance(v, int | float) and math.isfinite(v) for v in r["logits"])))
         for r in rows
     )
     if not ok:
-        raise AvatarError("damaged soft-label file (missing fields, or rows without a 0/1 label or two finite logits)", path)
+        raise AvatarError("damaged soft-label file (missing fields, or rows without a class or a finite logit per class)", path)
     return doc
 
 
@@ -152,6 +164,12 @@ def _read_if_valid(path: Path) -> dict | None:
 
 
 def _summary(path: Path, doc: dict) -> dict:
-    preds = [row["pred"] for row in doc["labels"]]
-    return {"file": str(path), "examples": len(preds), "predicted_positive": sum(preds), "key": doc["key"], "kind": doc["kind"],
-            "teacher": doc.get("teacher")}
+    return {"file": str(path), **predicted_counts([row["pred"] for row in doc["labels"]], doc["classes"]), "key": doc["key"],
+            "kind": doc["kind"], "teacher": doc.get("teacher")}
+
+
+def predicted_counts(preds, classes: Sequence[str]) -> dict:
+    """How many examples the teacher puts in each class (with two classes also as 'predicted positive')."""
+    preds = list(preds)
+    counts = {c: sum(1 for p in preds if p == i) for i, c in enumerate(classes)}
+    return {"examples": len(preds), "predicted": counts, **({"predicted_positive": counts[classes[1]]} if len(classes) == 2 else {})}

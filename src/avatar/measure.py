@@ -48,7 +48,7 @@ class Subject:
 
     name: str
     runtime: str  # what runs it: "pytorch", "onnxruntime fp32", "onnxruntime int8"
-    logits: Callable[[Encoded, int], np.ndarray]  # (examples, batch size) -> logits (N, 2)
+    logits: Callable[[Encoded, int], np.ndarray]  # (examples, batch size) -> logits (N, C)
     parameters: int | None
     size_bytes: int  # what the size ratios compare: fp32 weights, or for an export every file its precision loads
     size_basis: str
@@ -120,8 +120,9 @@ def _export(spec: str, precision: str, task: Task, scored: list[Example], timed:
     from avatar.runtime.model import ExportedModel
 
     model = ExportedModel(Path(spec.split(":", 1)[1]), precision, threads=threads)
-    if model.task != task.name:
-        raise AvatarError(f"{spec} is a {model.task} model, not {task.name}")
+    if (model.task, model.classes) != (task.name, task.classes):
+        raise AvatarError(f"{spec} is a {model.task} model (classes {', '.join(model.classes)}), not {task.name} "
+                          f"(classes {', '.join(task.classes)})")
 
     def encoded(examples: list[Example]) -> Encoded:
         flat = model.encode([t for ex in examples for t in ex.texts])
@@ -331,18 +332,18 @@ def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: Ener
 def _test_scores(task: Task, s: Subject) -> dict:
     """Test scores with their 95 % bootstrap intervals, the constant-prediction baseline and the spread of the
     predicted probability; the per-example correctness is kept for the paired test between subjects."""
-    from avatar.stats import baseline, bootstrap_intervals
+    from avatar.stats import baseline, bootstrap_intervals, prediction_spread
 
     logits = (s.scores or s.logits)(s.test, 32)
-    preds, margin = logits.argmax(axis=1), logits[:, 1] - logits[:, 0]  # the margin ranks as P(class 1) does
+    preds, margin = task.read_logits(logits)  # with two classes the margin ranks as P(class 1) does
     labels = s.test.labels
     return {
-        **task.metrics(labels.tolist(), preds.tolist(), margin.tolist()),
+        **task.metrics(labels.tolist(), preds, margin),
         "examples": len(s.test),
         "interval95": bootstrap_intervals(task, labels, preds, margin),
         "baseline": baseline(task, labels),
-        "prediction_spread": float(np.std(1.0 / (1.0 + np.exp(np.clip(-margin, -500, 500))))),
-        "correct": (preds == labels).astype(int).tolist(),
+        "prediction_spread": prediction_spread(logits),
+        "correct": (np.asarray(preds) == labels).astype(int).tolist(),
     }
 
 

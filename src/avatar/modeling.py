@@ -1,8 +1,9 @@
 """Classifier models for both tasks: built from a pretrained encoder, saved and loaded as safetensors folders.
 
 A model takes ``input_ids`` / ``attention_mask`` of shape (B, n, T), n being the task's functions per example,
-and returns two-class logits (B, 2). Defect models are plain Hugging Face sequence classifiers; clone models
-encode each function on its own and classify the two first-token vectors, as CodeXGLUE's BigCloneBench model.
+and returns logits (B, C), one per class of the task. Single-function models are plain Hugging Face sequence
+classifiers; pair models encode each function on its own and classify the two first-token vectors, as
+CodeXGLUE's BigCloneBench model. A model's config.json carries its task (kind, classes in order, language).
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ from avatar.errors import AvatarError
 from avatar.graphcodebert import graph_encode
 from avatar.settings import DEFAULT_MAX_LENGTH, MINILM
 from avatar.student import PAD_ID, POSITION_OFFSET, StudentConfig
-from avatar.tasks import Task, get_task
+from avatar.tasks import Task, get_task, task_from_spec
 
 log = logging.getLogger(__name__)
 
-TASK_KEY = "avatar_task"  # entry in config.json saying which task head the weights belong to
+TASK_KEY = "avatar_task"  # entry in config.json: the task the head belongs to (its spec; a preset's name in older folders)
 MAX_LENGTH_KEY = "avatar_max_length"  # entry in config.json: tokens per function the model was trained to read
 WEIGHTS = "model.safetensors"
 TRAIN_IDS = "train_ids.json"  # ids of the examples a teacher was fine-tuned on; it must not label them
@@ -44,17 +45,21 @@ TRAIN_IDS = "train_ids.json"  # ids of the examples a teacher was fine-tuned on;
 class PairClassifier(nn.Module):
     """Clone model: encode each function separately, concatenate the first-token vectors, classify."""
 
-    def __init__(self, encoder: PreTrainedModel):
+    def __init__(self, encoder: PreTrainedModel, num_classes: int = 2):
         super().__init__()
         hidden = encoder.config.hidden_size
         self.encoder = encoder
         self.dropout = nn.Dropout(encoder.config.hidden_dropout_prob)
         self.dense = nn.Linear(2 * hidden, hidden)
-        self.out_proj = nn.Linear(hidden, 2)
+        self.out_proj = nn.Linear(hidden, num_classes)
 
     @property
     def config(self) -> PretrainedConfig:
         return self.encoder.config
+
+    @property
+    def num_classes(self) -> int:
+        return self.out_proj.out_features
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         B, n, T = input_ids.shape
@@ -65,16 +70,16 @@ class PairClassifier(nn.Module):
                                   position_ids.view(B * n, T), self.encoder.config.pad_token_id)
         first = hidden[:, 0]  # (B*n, H)
         x = first.reshape(B, n * first.shape[-1])  # (B, n*H): the two functions side by side
-        return self.head(x)  # (B, 2)
+        return self.head(x)  # (B, C)
 
     def head(self, pair: torch.Tensor) -> torch.Tensor:
-        """Logits (B, 2) from two first-token vectors side by side (B, 2H)."""
+        """Logits (B, C) from two first-token vectors side by side (B, 2H)."""
         x = torch.tanh(self.dense(self.dropout(pair)))
         return self.out_proj(self.dropout(x))
 
 
 class SequenceClassifier(nn.Module):
-    """Defect model: a Hugging Face sequence classifier behind the same (B, n, T) -> (B, 2) interface."""
+    """Single-function model: a Hugging Face sequence classifier behind the same (B, n, T) -> (B, C) interface."""
 
     def __init__(self, hf_model: PreTrainedModel):
         super().__init__()
@@ -84,13 +89,17 @@ class SequenceClassifier(nn.Module):
     def config(self) -> PretrainedConfig:
         return self.hf_model.config
 
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_labels
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         if position_ids is None:
-            return self.hf_model(input_ids=input_ids[:, 0], attention_mask=attention_mask[:, 0]).logits  # (B, 2)
+            return self.hf_model(input_ids=input_ids[:, 0], attention_mask=attention_mask[:, 0]).logits  # (B, C)
         # GraphCodeBERT: a RoBERTa classifier, whose head reads the first position of the hidden states
         hidden = graph_encode(self.hf_model.base_model, input_ids[:, 0], attention_mask[:, 0], position_ids[:, 0],
                               self.config.pad_token_id)  # (B, L, H)
-        return self.hf_model.classifier(hidden)  # (B, 2)
+        return self.hf_model.classifier(hidden)  # (B, C)
 
 
 Classifier = PairClassifier | SequenceClassifier
@@ -169,27 +178,27 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
 
 def load_pretrained(task: Task, name_or_path: str) -> tuple[Classifier, PreTrainedTokenizerBase]:
-    """A pretrained encoder with a fresh two-class head for ``task``, and its tokenizer."""
+    """A pretrained encoder with a fresh head for ``task``'s classes, and its tokenizer."""
     source = resolve_source(name_or_path)
     tokenizer = load_tokenizer(name_or_path)
     if task.num_inputs == 1:
-        model: Classifier = SequenceClassifier(_from_pretrained(AutoModelForSequenceClassification, source, num_labels=2))
+        model: Classifier = SequenceClassifier(_from_pretrained(AutoModelForSequenceClassification, source, num_labels=task.num_classes))
     else:
-        model = PairClassifier(_encoder(_from_pretrained, AutoModel, source))
+        model = PairClassifier(_encoder(_from_pretrained, AutoModel, source), task.num_classes)
     return model, tokenizer
 
 
 def build_from_config(task: Task, config: PretrainedConfig) -> Classifier:
     """A randomly initialised classifier for ``task`` with the architecture ``config`` describes."""
     if task.num_inputs == 1:
-        config.num_labels = 2
+        config.num_labels = task.num_classes
         return SequenceClassifier(AutoModelForSequenceClassification.from_config(config))
-    return PairClassifier(_encoder(AutoModel.from_config, config))
+    return PairClassifier(_encoder(AutoModel.from_config, config), task.num_classes)
 
 
 def save_classifier(model: Classifier, tokenizer: PreTrainedTokenizerBase, task: Task, out_dir: Path) -> None:
-    """Write ``config.json``, ``model.safetensors`` and the tokenizer; defect folders load with Auto* classes."""
-    setattr(model.config, TASK_KEY, task.name)
+    """Write ``config.json``, ``model.safetensors`` and the tokenizer; single-function folders load with Auto* classes."""
+    setattr(model.config, TASK_KEY, task.spec.to_dict())
     if isinstance(model, SequenceClassifier):
         model.hf_model.save_pretrained(out_dir)
     else:
@@ -216,12 +225,33 @@ def saved_task(model_dir: Path) -> Task:
     check_model_folder(model_dir)
     path = model_dir / "config.json"
     try:
-        name = json.loads(path.read_text(encoding="utf-8")).get(TASK_KEY)
+        saved = json.loads(path.read_text(encoding="utf-8")).get(TASK_KEY)
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         raise AvatarError("cannot read model config (not a JSON object)", path) from None
-    if name is None:
+    if saved is None:
         raise AvatarError(f"model config does not say its task ({TASK_KEY}); it was not written by Avatar", path)
-    return get_task(name)
+    return _task_of(saved, path)
+
+
+def _task_of(saved, path: Path) -> Task:
+    """The task a config.json's TASK_KEY entry describes: a spec, or (older folders) a preset's name."""
+    if isinstance(saved, str):
+        return get_task(saved)
+    try:
+        return task_from_spec(saved)
+    except (TypeError, AvatarError) as e:
+        raise AvatarError(f"model config has a damaged task entry ({TASK_KEY}): {e}", path) from None
+
+
+def same_task(a: Task, b: Task) -> bool:
+    """Whether a model made for ``a`` answers ``b``'s question: the same kind and classes in the same order."""
+    return (a.name, a.kind, a.spec.classes) == (b.name, b.kind, b.spec.classes)
+
+
+def describe_task(task: Task) -> str:
+    """A task in words for messages: its name, and its classes when they are known."""
+    classes = f" (classes {', '.join(task.spec.classes)})" if task.spec.classes is not None else ""
+    return f"task {task.name!r}{classes}"
 
 
 def load_classifier(model_dir: Path, task: Task) -> tuple[Classifier, PreTrainedTokenizerBase]:
@@ -232,9 +262,12 @@ def load_classifier(model_dir: Path, task: Task) -> tuple[Classifier, PreTrained
         config = AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError) as e:
         raise AvatarError(f"cannot read model config: {str(e).splitlines()[0]}", model_dir / "config.json") from None
-    saved_for = getattr(config, TASK_KEY, None)
-    if saved_for != task.name:
-        raise AvatarError(f"model was trained for task {saved_for!r}, not {task.name!r}", model_dir / "config.json")
+    saved = getattr(config, TASK_KEY, None)
+    if saved is None:
+        raise AvatarError(f"model config does not say its task ({TASK_KEY}); it was not written by Avatar", model_dir / "config.json")
+    saved_for = _task_of(saved, model_dir / "config.json")
+    if not same_task(saved_for, task):
+        raise AvatarError(f"model was trained for {describe_task(saved_for)}, not {describe_task(task)}", model_dir / "config.json")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except (OSError, ValueError, TypeError) as e:
@@ -243,7 +276,7 @@ def load_classifier(model_dir: Path, task: Task) -> tuple[Classifier, PreTrained
         if task.num_inputs == 1:
             model: Classifier = SequenceClassifier(AutoModelForSequenceClassification.from_pretrained(model_dir))
         else:
-            model = PairClassifier(_encoder(AutoModel.from_config, config))
+            model = PairClassifier(_encoder(AutoModel.from_config, config), task.num_classes)
             load_model(model, str(model_dir / WEIGHTS))
     except (OSError, RuntimeError, ValueError, SafetensorError) as e:  # truncated or mismatched weights
         raise AvatarError(f"cannot load weights: {str(e).splitlines()[0]}", model_dir / WEIGHTS) from None

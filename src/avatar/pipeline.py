@@ -77,27 +77,29 @@ def labels_stage(run: Run, task: Task, data: TaskData, teacher: Stage, progress:
     return run.stage("soft_labels", {"teacher": teacher_hash(folder), "data": fingerprint(data.unlabelled)}, ["soft_labels.json"], fn)
 
 
-def check_given_labels(path: Path, data: TaskData):
-    """The soft labels of a file made elsewhere, if they are for this data's unlabelled half."""
+def check_given_labels(path: Path, task: Task, data: TaskData):
+    """The soft labels of a file made elsewhere, if they are for this task's classes and this data's unlabelled half."""
     from avatar.labels import load_soft_labels
 
     labels = load_soft_labels(path)
+    labels.check_task(task, path)
     if labels.data != fingerprint(data.unlabelled):
         raise AvatarError("these soft labels were made for other data (or another split of train): make them with "
                           "avatar label on this data and --seed", path)
     return labels
 
 
-def given_labels_stage(run: Run, data: TaskData, path: Path) -> Stage:
+def given_labels_stage(run: Run, task: Task, data: TaskData, path: Path) -> Stage:
     """Soft labels made elsewhere (``avatar label``, e.g. from a predictions file), checked against this data and
     copied in: ``RUN/soft_labels.json``. No teacher model runs."""
     from avatar._io import copy_atomic, sha256_file
+    from avatar.labels import predicted_counts
 
-    labels = check_given_labels(path, data)
+    labels = check_given_labels(path, task, data)
 
     def fn() -> dict:
         copy_atomic(path, run.root / "soft_labels.json")
-        return {"file": str(path), "examples": len(labels.preds), "predicted_positive": sum(labels.preds.values()),
+        return {"file": str(path), **predicted_counts(labels.preds.values(), labels.classes),
                 "key": labels.key, "kind": labels.kind}
 
     return run.stage("soft_labels", {"given": sha256_file(path), "data": labels.data}, ["soft_labels.json"], fn)
@@ -136,6 +138,9 @@ def indicator_stage(
     from avatar.smt import Feasibility
 
     soft = load_soft_labels(soft_labels)
+    metric = settings.metric_for(task.num_classes)
+    if metric == "macro_f1" and task.num_classes == 2:
+        raise AvatarError("search.sample_metric macro_f1 is for tasks of more than two classes; use roc_auc, accuracy or f1")
     short_budget = settings.short_budget(distill)
     full = space
 
@@ -156,21 +161,21 @@ def indicator_stage(
                 run.root / "indicator" / "candidates", executor, threads=max(1, (os.cpu_count() or 1) // workers), device=job_device,
             )
 
-        reached = successive_halving(len(configs), settings.rungs, settings.eta, run_rung, lambda r: r["valid"][settings.sample_metric])
+        reached = successive_halving(len(configs), settings.rungs, settings.eta, run_rung, lambda r: r["valid"][metric])
         results = [reached[i][1] for i in range(len(configs))]
-        scores = [r["valid"][settings.sample_metric] for r in results]
+        scores = [r["valid"][metric] for r in results]
         if None in scores:
-            raise AvatarError(f"the validation split has one class only: {settings.sample_metric} is undefined; use accuracy")
+            raise AvatarError(f"the validation split has one class only: {metric} is undefined; use accuracy")
         fidelity = [reached[i][0] / (settings.rungs - 1) for i in range(len(configs))] if settings.rungs > 1 else None
-        noise = score_noise(task, data, short_budget, results, settings.sample_metric)
+        noise = score_noise(task, data, short_budget, results, metric)
         indicator = Indicator.fit(space, configs, scores, settings.seed, fidelity)
         indicator.save(run.root / "indicator" / "indicator.json")
-        return {"choice": indicator.choice, "metric": settings.sample_metric, **indicator.report[indicator.choice], "scores": scores,
+        return {"choice": indicator.choice, "metric": metric, **indicator.report[indicator.choice], "scores": scores,
                 "rungs_reached": [reached[i][0] for i in range(len(configs))],
                 "sampled_grid": space.total(), "full_grid": full.total(), "pruned_by_bounds": 1 - space.total() / full.total(),
                 "score_noise": noise, "score_spread": float(np.std(scores))}
 
-    inputs = {"space": space_key, "soft_labels": soft.key, "samples": settings.samples, "metric": settings.sample_metric, "seed": settings.seed,
+    inputs = {"space": space_key, "soft_labels": soft.key, "samples": settings.samples, "metric": metric, "seed": settings.seed,
               "short_budget": asdict(short_budget), "rungs": settings.rungs, "eta": settings.eta, "data_seed": data_seed}
     return run.stage("indicator", inputs, ["indicator/indicator.json"], fn)
 
@@ -182,8 +187,13 @@ def score_noise(task: Task, data: TaskData, budget: DistillConfig, results: list
     from avatar.tasks import limit_examples
 
     labels = np.array([ex.label for ex in limit_examples(data.valid, budget.eval_limit, budget.seed)])
-    sds = [bootstrap_sd(labels, (np.asarray(r["valid_margins"]) > 0).astype(int), r["valid_margins"], samples=200)[metric]
-           for r in results]
+
+    def sd(r: dict) -> float:
+        if "valid_margins" in r:  # two classes: the margins give the predictions and the ranking
+            return bootstrap_sd(labels, (np.asarray(r["valid_margins"]) > 0).astype(int), r["valid_margins"], samples=200)[metric]
+        return bootstrap_sd(labels, r["valid_preds"], None, samples=200, num_classes=task.num_classes)[metric]
+
+    sds = [sd(r) for r in results]
     return float(np.mean(sds))
 
 
@@ -332,7 +342,7 @@ def export_stage(run: Run, data: TaskData, student: Stage, config: ExportConfig,
     def fn() -> dict:
         manifest = export(run.root / "student", run.root / RUN_EXPORT, data.test, data.valid, config, about)
         return {"sizes": {p: s["bytes"] for p, s in manifest["sizes"].items()}, "parity": manifest["parity"],
-                "decisions": {p: {k: d[k] for k in ("threshold", "rule", "validation", "test", "learned_nothing")}
+                "decisions": {p: {k: d[k] for k in ("threshold", "rule", "validation", "test", "learned_nothing") if k in d}
                               for p, d in manifest["decisions"].items()}}
 
     inputs = {"student": student.key, "settings": asdict(config), "about": about}
@@ -412,8 +422,8 @@ def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> di
     from avatar.modeling import check_model_folder, resolve_source
     from avatar.tasks import get_task
 
-    task = get_task(config.task)
     data_dir = None if config.data is None else Path(config.data)
+    task = get_task(config.task, data_dir)
     data = task.load(data_dir, seed=config.seed)
     if config.teacher_labels is None:
         if config.teacher_finetuned:  # a teacher that cannot be found stops the run before any stage starts
@@ -421,7 +431,7 @@ def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> di
         else:
             resolve_source(config.teacher)
     else:  # soft labels that do not read, or are for other data, stop the run before any stage starts
-        check_given_labels(Path(config.teacher_labels), data)
+        check_given_labels(Path(config.teacher_labels), task, data)
     if config.measure.length_tokenizer is not None:
         resolve_source(config.measure.length_tokenizer)
     accel = accelerator(config.device)  # a device this machine does not have stops the run here
@@ -433,7 +443,7 @@ def _compress(run: Run, config: CompressConfig, progress: Progress | None) -> di
         stages["teacher"] = teacher_stage(run, task, data, config.finetune, config.teacher if config.teacher_finetuned else None, progress, accel)
         stages["soft_labels"] = labels_stage(run, task, data, stages["teacher"], progress, accel)
     else:
-        stages["soft_labels"] = given_labels_stage(run, data, Path(config.teacher_labels))
+        stages["soft_labels"] = given_labels_stage(run, task, data, Path(config.teacher_labels))
     stages |= search_stages(run, task, space, config.search, data_dir, config.seed, run.root / "soft_labels.json", distill=config.distill,
                             space_done=stages["space"], threads=config.measure.threads, device=config.device)
     stages["student"] = student_stage(run, task, data, stages["soft_labels"], stages["choose"], config.distill, progress, accel)

@@ -2,16 +2,18 @@
 the soft-label file the pipeline distils from, instead of running a teacher here.
 
 Formats, by extension:
-- ``.jsonl``: one object per line, keyed by ``id`` (or ``idx``) for defect and ``idx1``/``idx2`` for clone, with
-  exactly one of ``logits`` (two numbers), ``probability`` (of class 1) or ``label`` (0/1);
-- ``.csv`` / ``.tsv``: a header naming the key columns as above and ``logit0``,``logit1`` or ``probability``
-  or ``label``;
+- ``.jsonl``: one object per line, keyed by ``id`` (or ``idx``) for one-function tasks and ``idx1``/``idx2`` for
+  pair tasks, with exactly one of ``logits`` (one number per class, in the task's order), ``probability`` (of
+  class 1; two-class tasks) or ``label`` (a class, as the data writes it);
+- ``.csv`` / ``.tsv``: a header naming the key columns as above and ``logit0``, ``logit1``, ... (one per class)
+  or ``probability`` or ``label``;
 - ``.txt``: CodeXGLUE's pair-file style without a header, tab-separated: the key column(s) first, the hard label
   last (``idx1 idx2 [gold] prediction``, as Compressor publishes its teacher's predictions).
 
 Every unlabelled example must be covered, each once: a defect id may appear once; a clone pair as often as the
 unlabelled half has it, always with the same value. Unknown ids, duplicates, non-finite logits, probabilities
-outside [0, 1] and labels other than 0/1 stop the import with one line naming file:line, and nothing is written.
+outside [0, 1] and labels that are not a class stop the import with one line naming file:line, and nothing is
+written.
 Hard labels are distilled as what they are (cross-entropy on the label, ``[distill] label_smoothing``): a
 temperature does not apply to them.
 """
@@ -29,9 +31,8 @@ from avatar.errors import AvatarError
 from avatar.labels import FORMAT, KINDS, write_soft_labels
 from avatar.tasks import Example, Task, fingerprint, read_jsonl
 
-KEY_COLUMNS = {"defect": ("id",), "clone": ("idx1", "idx2")}
+KEY_COLUMNS = {"classify": ("id",), "pairs": ("idx1", "idx2")}  # by the task's kind
 ALIASES = {"idx": "id"}
-VALUE_COLUMNS = {"logits": ("logit0", "logit1"), "probability": ("probability",), "label": ("label",)}
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before their log-odds are taken
 
 
@@ -53,28 +54,35 @@ def _number(raw, what: str, path: Path, lineno: int) -> float:
     return value
 
 
-def _value(kind: str, raw: list, path: Path, lineno: int) -> tuple[list[float] | None, int]:
-    """(logits or None, predicted label) of one row's raw value(s)."""
+def _value_columns(task: Task) -> dict[str, tuple[str, ...]]:
+    return {"logits": tuple(f"logit{i}" for i in range(task.num_classes)), "probability": ("probability",), "label": ("label",)}
+
+
+def _value(task: Task, kind: str, raw: list, path: Path, lineno: int) -> tuple[list[float] | None, int]:
+    """(logits or None, predicted class index) of one row's raw value(s)."""
+    n = task.num_classes
     if kind == "logits":
-        if not isinstance(raw, list) or len(raw) != 2:
-            raise AvatarError("logits must be two numbers (class 0, class 1)", path, lineno)
+        if not isinstance(raw, list) or len(raw) != n:
+            raise AvatarError(f"logits must be {n} numbers, one per class ({', '.join(task.classes)})", path, lineno)
         logits = [_number(v, "logit", path, lineno) for v in raw]
-        return logits, int(logits[1] > logits[0])
+        return logits, max(range(n), key=logits.__getitem__)
     if kind == "probability":
+        if n != 2:
+            raise AvatarError(f"a probability says too little for {n} classes: give logits (one per class) or a label", path, lineno)
         p = _number(raw[0], "probability", path, lineno)
         if not 0.0 <= p <= 1.0:
             raise AvatarError(f"probability {raw[0]!r} is outside [0, 1]", path, lineno)
         q = min(max(p, EPS), 1 - EPS)
         return [0.0, math.log(q / (1 - q))], int(p >= 0.5)
     value = raw[0]
-    label = value if isinstance(value, int) and not isinstance(value, bool) else str(value).strip()
-    if label not in (0, 1, "0", "1"):
-        raise AvatarError(f"label {value!r} must be 0 or 1", path, lineno)
-    return None, int(label)
+    name = str(value).strip() if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) else None
+    if name not in task.classes:
+        raise AvatarError(f"label {value!r} is not a class of the task ({', '.join(task.classes)})", path, lineno)
+    return None, task.classes.index(name)
 
 
 def _rows_jsonl(task: Task, path: Path):
-    keys = KEY_COLUMNS[task.name]
+    keys = KEY_COLUMNS[task.kind]
     for lineno, obj in read_jsonl(path):
         obj = {ALIASES.get(k, k): v for k, v in obj.items()}
         missing = [k for k in keys if k not in obj]
@@ -88,15 +96,17 @@ def _rows_jsonl(task: Task, path: Path):
 
 
 def _rows_table(task: Task, path: Path, text: str, delimiter: str):
-    keys = KEY_COLUMNS[task.name]
+    keys = KEY_COLUMNS[task.kind]
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = [ALIASES.get(h.strip(), h.strip()) for h in next(reader, [])]
     missing = [k for k in keys if k not in header]
     if missing:
         raise AvatarError(f"the header lacks the key column {missing[0]!r} (a {task.name} prediction is keyed by {', '.join(keys)})", path, 1)
-    kinds = [k for k, cols in VALUE_COLUMNS.items() if all(c in header for c in cols)]
+    value_columns = _value_columns(task)
+    kinds = [k for k, cols in value_columns.items() if all(c in header for c in cols)]
     if len(kinds) != 1:
-        raise AvatarError("the header must name exactly one of: logit0 and logit1, probability, label", path, 1)
+        logits = " and ".join(value_columns["logits"])
+        raise AvatarError(f"the header must name exactly one of: {logits}, probability, label", path, 1)
     kind = kinds[0]
     at = {name: i for i, name in enumerate(header)}
     for lineno, fields in enumerate(reader, 2):
@@ -104,11 +114,11 @@ def _rows_table(task: Task, path: Path, text: str, delimiter: str):
             continue
         if len(fields) != len(header):
             raise AvatarError(f"expected {len(header)} fields as the header has, got {len(fields)}", path, lineno)
-        yield lineno, tuple(fields[at[k]].strip() for k in keys), kind, [fields[at[c]] for c in VALUE_COLUMNS[kind]]
+        yield lineno, tuple(fields[at[k]].strip() for k in keys), kind, [fields[at[c]] for c in value_columns[kind]]
 
 
 def _rows_txt(task: Task, path: Path, text: str):
-    n = len(KEY_COLUMNS[task.name])
+    n = len(KEY_COLUMNS[task.kind])
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -140,7 +150,7 @@ def read_predictions(task: Task, path: Path, examples: list[Example]) -> tuple[s
         what = _name(key)
         if key not in by_key:
             raise AvatarError(f"{what} is not an example of the unlabelled half", path, lineno)
-        value = _value(kind, raw, path, lineno)
+        value = _value(task, kind, raw, path, lineno)
         if key in seen:
             first, before = seen[key]
             if len(key) == 1:
@@ -169,4 +179,4 @@ def import_predictions(task: Task, path: Path, examples: list[Example], out_file
     data_hash = fingerprint(examples)
     key = sha256_json({"format": FORMAT, "task": task.name, "predictions": sha256_file(path), "data": data_hash})
     return write_soft_labels(out_file, key=key, task=task.name, teacher=f"predictions in {Path(path).resolve()}", data=data_hash,
-                             kind=kind, rows=[(ex.id, *values[ex.id]) for ex in examples])
+                             kind=kind, rows=[(ex.id, *values[ex.id]) for ex in examples], classes=task.classes)

@@ -113,6 +113,9 @@ def decision_lines(manifest_or_result: dict) -> list[str]:
     the exported model learned nothing. Reads an export manifest or the export stage's result alike."""
     lines = []
     for p, d in manifest_or_result["decisions"].items():
+        if "validation" not in d:  # no class means a finding: nothing is thresholded
+            lines.append(f"{p}: {d['rule']}")
+            continue
         v, t = d["validation"], d["test"]
         lines.append(f"{p} threshold {d['threshold']:.4g} ({d['rule']}): precision {v['precision']:.3f}, recall {v['recall']:.3f} "
                      f"on validation; precision {t['precision']:.3f}, recall {t['recall']:.3f} on test")

@@ -101,8 +101,10 @@ class DeviceConfig:
 
 
 # ROC AUC by default: after a short distillation most students on a hard task (Devign) still predict the
-# majority class, so their accuracies tie while the ranking their logits make already differs
-SAMPLE_METRICS = ("roc_auc", "accuracy", "f1")
+# majority class, so their accuracies tie while the ranking their logits make already differs. ROC AUC and F1 are
+# two-class scores: with more classes the indicator learns macro-F1 in their place.
+SAMPLE_METRICS = ("roc_auc", "accuracy", "f1", "macro_f1")
+TWO_CLASS_METRICS = ("roc_auc", "f1")
 SPEED_OBJECTIVES = ("latency", "flops")
 PREFERENCES = ("effectiveness", "knee", "fastest", "smallest")
 EXECUTORS = ("local", "ray")
@@ -118,7 +120,7 @@ class SearchSettings:
     sample_steps: int | None = None  # optimiser steps of each sample's short distillation, the same whatever its batch size (none: sample_epochs)
     sample_limit: int | None = 2000  # unlabelled examples of each sample's short distillation (none: all)
     sample_eval_limit: int | None = 500  # validation examples scoring each sample (none: all)
-    sample_metric: str = "roc_auc"  # validation metric the indicator learns: roc_auc, accuracy or f1
+    sample_metric: str = "roc_auc"  # validation metric the indicator learns: roc_auc, accuracy, f1 or macro_f1 (more than two classes: roc_auc and f1 read as macro_f1)
     rungs: int = 1  # successive halving: budget levels; at each, the best 1/eta of the samples go on with eta times the epochs (1: one level)
     eta: int = 2  # successive halving's factor: the share promoted is 1/eta, the budget grows eta times
     objective: str = "latency"  # "latency" (measured on this CPU) or "flops" (the paper's proxy)
@@ -138,6 +140,11 @@ class SearchSettings:
         from avatar.smt import Constraints
 
         return Constraints(int(self.budget_mb * MB), num_inputs, self.max_gflops, self.min_head_dim)
+
+    def metric_for(self, num_classes: int) -> str:
+        """The validation score the indicator learns for a task of ``num_classes``: ``sample_metric``, where it is
+        defined (ROC AUC and F1 are two-class scores; with more classes, macro-F1)."""
+        return "macro_f1" if num_classes > 2 and self.sample_metric in TWO_CLASS_METRICS else self.sample_metric
 
     def short_budget(self, full: DistillConfig | None = None, rung: int = 0) -> DistillConfig:
         """The brief distillation an indicator sample gets at successive halving's ``rung``: the full distillation's

@@ -13,19 +13,29 @@ BOOTSTRAP_SAMPLES = 1000  # resamples of the test set per interval
 LEVEL = 0.95  # coverage of the intervals
 
 
-BASELINE_RULE = {"accuracy": "majority-class", "f1": "always-positive"}  # the constant prediction that scores best
+BASELINE_RULE = {"accuracy": "majority-class", "f1": "always-positive", "macro_f1": "best constant-class"}  # the constant prediction that scores best
 SPREAD_FLOOR = 0.01  # a model whose P(class 1) varies less than this over the test set (sd) says the same of everything
 
 
 def baseline(task, labels) -> dict[str, float]:
     """What a model that learned nothing gets: the best constant prediction's score on these labels (accuracy:
-    the majority class; F1 of class 1: always predicting it)."""
+    the majority class; F1 of class 1: always predicting it; macro-F1: the best single class)."""
     labels = np.asarray(labels)
-    majority = int(np.bincount(labels, minlength=2).argmax())
-    return {
-        "accuracy": task.metrics(labels.tolist(), [majority] * len(labels))["accuracy"],
-        "f1": task.metrics(labels.tolist(), [1] * len(labels))["f1"],
-    }
+    majority = int(np.bincount(labels, minlength=task.num_classes).argmax())
+    out = {"accuracy": task.metrics(labels.tolist(), [majority] * len(labels))["accuracy"]}
+    if task.num_classes == 2:
+        out["f1"] = task.metrics(labels.tolist(), [1] * len(labels))["f1"]
+    else:
+        out["macro_f1"] = max(task.metrics(labels.tolist(), [c] * len(labels))["macro_f1"] for c in range(task.num_classes))
+    return out
+
+
+def prediction_spread(logits) -> float:
+    """How much a model's class probabilities vary over examples: the largest of their standard deviations (with
+    two classes, that of P(class 1))."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return float((z / z.sum(axis=1, keepdims=True)).std(axis=0).max())
 
 
 def learned_nothing(scores: dict, metric: str) -> str | None:
@@ -43,14 +53,22 @@ def learned_nothing(scores: dict, metric: str) -> str | None:
     return None
 
 
-def _draws(labels, preds, scores, seed: int, samples: int) -> dict[str, np.ndarray]:
-    """Accuracy, F1 and ROC AUC over ``samples`` resamples of the examples, all at once: accuracy and F1 from
-    counts, ROC AUC from ranks (Mann-Whitney, ties averaged), the same definitions as ``Task.metrics`` (F1 of class
-    1; 0 when nothing is predicted positive)."""
+def _draws(labels, preds, scores, seed: int, samples: int, num_classes: int = 2) -> dict[str, np.ndarray]:
+    """Accuracy, F1 and ROC AUC (two classes; more: accuracy and macro-F1) over ``samples`` resamples of the
+    examples, all at once: accuracy and F1 from counts, ROC AUC from ranks (Mann-Whitney, ties averaged), the
+    same definitions as ``Task.metrics`` (F1 of class 1, or of each class; 0 when nothing is predicted so)."""
     from scipy.stats import rankdata
 
-    labels, preds, scores = np.asarray(labels), np.asarray(preds), np.asarray(scores, dtype=np.float64)
+    labels, preds = np.asarray(labels), np.asarray(preds)
     rows = np.random.default_rng(seed).integers(0, len(labels), (samples, len(labels)))  # (B, n)
+    if num_classes > 2:
+        y, p = labels[rows], preds[rows]
+        f1s = []
+        for c in range(num_classes):
+            tp, fp, fn = ((y == c) & (p == c)).sum(1), ((y != c) & (p == c)).sum(1), ((y == c) & (p != c)).sum(1)
+            f1s.append(np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0))
+        return {"accuracy": (y == p).mean(1), "macro_f1": np.mean(f1s, axis=0)}
+    scores = np.asarray(scores, dtype=np.float64)
     y, p = labels[rows].astype(bool), preds[rows].astype(bool)
     tp, fp, fn = (y & p).sum(1), (~y & p).sum(1), (y & ~p).sum(1)
     draws = {"accuracy": (y == p).mean(1), "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)}
@@ -64,16 +82,17 @@ def _draws(labels, preds, scores, seed: int, samples: int) -> dict[str, np.ndarr
 
 
 def bootstrap_intervals(task, labels, preds, scores, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> dict[str, list[float]]:
-    """Percentile bootstrap intervals (``LEVEL``) of accuracy, F1 and ROC AUC over resamples of the test examples."""
+    """Percentile bootstrap intervals (``LEVEL``) of the task's scores (accuracy, F1 and ROC AUC; with more than
+    two classes accuracy and macro-F1) over resamples of the test examples."""
     tail = (1 - LEVEL) / 2 * 100
     return {name: [round(float(np.percentile(v, tail)), 4), round(float(np.percentile(v, 100 - tail)), 4)]
-            for name, v in _draws(labels, preds, scores, seed, samples).items()}
+            for name, v in _draws(labels, preds, scores, seed, samples, task.num_classes).items()}
 
 
-def bootstrap_sd(labels, preds, scores, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> dict[str, float]:
-    """The standard error of accuracy, F1 and ROC AUC from resampling the examples: how much a score would move
-    on another draw of the same number of examples."""
-    return {name: float(np.std(v)) for name, v in _draws(labels, preds, scores, seed, samples).items()}
+def bootstrap_sd(labels, preds, scores, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES, num_classes: int = 2) -> dict[str, float]:
+    """The standard error of the scores ``bootstrap_intervals`` gives, from resampling the examples: how much a
+    score would move on another draw of the same number of examples."""
+    return {name: float(np.std(v)) for name, v in _draws(labels, preds, scores, seed, samples, num_classes).items()}
 
 
 def mcnemar(correct_a, correct_b) -> dict:

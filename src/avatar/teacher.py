@@ -18,7 +18,6 @@ from avatar.settings import FinetuneConfig, check_settings
 from avatar.student import POSITION_OFFSET
 from avatar.tasks import Task, TaskData, fingerprint, limit_examples
 from avatar.graphcodebert import FLOW_LENGTH_KEY, MODEL_TYPE_KEY
-from avatar.runtime import TASK_LANGUAGE
 from avatar.trainer import Checkpoint, Trainer, encode, encode_graphs, score
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,12 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
         if getattr(model.config, "model_type", None) != "roberta":
             raise AvatarError(f"GraphCodeBERT mode needs a RoBERTa encoder (such as microsoft/graphcodebert-base); "
                               f"{config.model} is a {getattr(model.config, 'model_type', 'different')} model")
-        language = TASK_LANGUAGE[task.name]
+        from avatar.dataflow import LANGUAGES as FLOW_LANGUAGES
+
+        language = task.language
+        if language not in FLOW_LANGUAGES:
+            raise AvatarError(f"GraphCodeBERT's data flow is extracted for {', '.join(FLOW_LANGUAGES)} code, not {language}: "
+                              "fine-tune this teacher as a plain encoder (no --model-type graphcodebert)")
         setattr(model.config, MODEL_TYPE_KEY, "graphcodebert")  # the labeller reads graphs as the teacher learnt them
         setattr(model.config, FLOW_LENGTH_KEY, flow)
         train, valid, test = (encode_graphs(tokenizer, ex, language, max_length, flow) for ex in (train_ex, valid_ex, test_ex))

@@ -81,10 +81,9 @@ def encode_graphs(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example
 def encode_for(model: Classifier, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], task: Task) -> Encoded:
     """Examples as a saved model reads them: token-only, or GraphCodeBERT's graph input when its folder says so."""
     from avatar.graphcodebert import FLOW_LENGTH_KEY, MODEL_TYPE_KEY
-    from avatar.runtime import TASK_LANGUAGE
 
     if getattr(model.config, MODEL_TYPE_KEY, None) == "graphcodebert":
-        return encode_graphs(tokenizer, examples, TASK_LANGUAGE[task.name], model_max_length(model), getattr(model.config, FLOW_LENGTH_KEY))
+        return encode_graphs(tokenizer, examples, task.language, model_max_length(model), getattr(model.config, FLOW_LENGTH_KEY))
     return encode(tokenizer, examples, model_max_length(model))
 
 
@@ -129,13 +128,13 @@ def collate_chunks(data: Encoded, size: int, rows: Sequence[int]) -> list[tuple[
 @torch.no_grad()
 def predict_logits(model: Classifier, data: Encoded, batch_size: int = 32, on_batch: Callable[[int], None] | None = None,
                    accel: Accelerator = CPU) -> np.ndarray:
-    """Two-class logits (N, 2) of every example, batched by length so little compute goes to padding; run where the
-    model is, batches collated and cast as ``accel`` says."""
+    """Logits (N, C) of every example, one per class, batched by length so little compute goes to padding; run
+    where the model is, batches collated and cast as ``accel`` says."""
     was_training = model.training
     model.eval()
     device = model_device(model)
     order = sorted(range(len(data)), key=lambda r: max(len(t) for t in data.tokens[r]))
-    out = np.zeros((len(data), 2), dtype=np.float32)
+    out = np.zeros((len(data), model.num_classes), dtype=np.float32)
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     for rows, tensors in accel.batches(batches, partial(collate, data)):
         with accel.autocast():
@@ -148,16 +147,15 @@ def predict_logits(model: Classifier, data: Encoded, batch_size: int = 32, on_ba
 
 
 def score(task: Task, model: Classifier, data: Encoded, batch_size: int = 32, accel: Accelerator = CPU) -> dict[str, float]:
-    return score_and_margins(task, model, data, batch_size, accel)[0]
+    return score_and_logits(task, model, data, batch_size, accel)[0]
 
 
-def score_and_margins(task: Task, model: Classifier, data: Encoded, batch_size: int = 32,
-                      accel: Accelerator = CPU) -> tuple[dict[str, float], np.ndarray]:
-    """The task's metrics on ``data``, and each example's logit margin (logit 1 - logit 0, which ranks examples as
-    the probability of class 1 does)."""
+def score_and_logits(task: Task, model: Classifier, data: Encoded, batch_size: int = 32,
+                     accel: Accelerator = CPU) -> tuple[dict[str, float], np.ndarray]:
+    """The task's metrics on ``data``, and the logits (N, C) they come from."""
     logits = predict_logits(model, data, batch_size, accel=accel)
-    margin = logits[:, 1] - logits[:, 0]
-    return task.metrics(data.labels.tolist(), logits.argmax(axis=1).tolist(), margin.tolist()), margin
+    return task.metrics(data.labels.tolist(), *task.read_logits(logits)), logits
+
 
 
 def batch_rows(data: Encoded, batch_size: int, generator: torch.Generator, length_buckets: int = 1) -> Iterator[list[int]]:

@@ -6,9 +6,9 @@ Facts about the tasks that both sides need live here, since training may import 
 reverse.
 """
 
-TASK_LANGUAGE = {"defect": "c", "clone": "java"}  # the language a task's code is in: Devign is C, BigCloneBench Java
-TASK_DATASET = {"defect": "Devign", "clone": "BigCloneBench"}  # the CodeXGLUE data set each task's layout and sample come from
-TASK_COMMAND = {"defect": "scan", "clone": "clones"}  # the avatar command that uses a task's exported model
+TASK_LANGUAGE = {"defect": "c", "clone": "java"}  # the presets' code: Devign is C, BigCloneBench Java (other tasks name theirs)
+TASK_DATASET = {"defect": "Devign", "clone": "BigCloneBench"}  # the CodeXGLUE data set each preset's layout and sample come from
+COMMAND = {1: "scan", 2: "clones"}  # the avatar command that uses an exported model, by functions per example
 # packages only the training install has ([train] extra): the runtime must run without any of them
 TRAINING_MODULES = ("torch", "transformers", "sklearn", "safetensors", "z3", "pymoo", "codecarbon", "matplotlib", "onnx",
                     "onnxscript", "onnx_ir")

@@ -1,16 +1,21 @@
-"""Find the functions in C/C++ and Java source files with tree-sitter: what ``avatar scan`` and ``avatar clones`` score.
+"""Find the functions in source files with tree-sitter: what ``avatar scan`` and ``avatar clones`` score.
 
-Functions are found in the syntax tree, not by matching text, so braces in strings and comments, K&R-style
-parameter declarations, attribute macros and ``#ifdef`` blocks do not confuse it. C files (and ``.h``) are
-read with the C grammar, C++ files with the C++ one (namespaces, classes, templates, ``extern "C"``).
-tree-sitter recovers from what it cannot parse (unknown macros), so a file with errors still yields the
-functions it can see. Source files are read as bytes; line numbers are 1-based.
+Languages: C/C++, Java, Python, JavaScript, Go. Functions are found in the syntax tree, not by matching text, so
+braces in strings and comments, K&R-style parameter declarations, attribute macros and ``#ifdef`` blocks do not
+confuse it. C files (and ``.h``) are read with the C grammar, C++ files with the C++ one (namespaces, classes,
+templates, ``extern "C"``). Names are qualified by what encloses them (classes, Go receivers). A function inside
+another is part of it and not looked for on its own, except in Java, whose local and anonymous classes have
+methods. Python functions include their decorators; JavaScript's are declarations, methods and functions or
+arrow functions with a block body bound to a variable. tree-sitter recovers from what it cannot parse (unknown
+macros), so a file with errors still yields the functions it can see. Source files are read as bytes; line
+numbers are 1-based.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +24,23 @@ from avatar.errors import AvatarError
 from avatar.runtime.parsers import parser
 
 CPP_EXTENSIONS = (".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx", ".h++")
-EXTENSIONS = {"c": (".c", ".h", *CPP_EXTENSIONS), "java": (".java",)}  # by what the user asks for: C/C++, or Java
+EXTENSIONS = {  # files looked for in folders, by the model's language (C and C++ models read both)
+    "c": (".c", ".h", *CPP_EXTENSIONS), "cpp": (".c", ".h", *CPP_EXTENSIONS), "java": (".java",), "python": (".py",),
+    "javascript": (".js", ".mjs", ".cjs", ".jsx"), "go": (".go",),
+}
 FUNCTION_NODES = {
     "c": ("function_definition",),
     "cpp": ("function_definition",),
     "java": ("method_declaration", "constructor_declaration", "compact_constructor_declaration"),
+    "python": ("function_definition",),
+    "javascript": ("function_declaration", "generator_function_declaration", "method_definition", "variable_declarator"),
+    "go": ("function_declaration", "method_declaration"),
 }
+SCOPES = {  # what qualifies a name, by language
+    "python": ("class_definition",),
+    "javascript": ("class_declaration", "class"),
+}
+JS_FUNCTION_VALUES = ("arrow_function", "function_expression", "function", "generator_function")
 C_NAMES = ("identifier", "field_identifier", "destructor_name", "operator_name", "qualified_identifier", "template_function")
 CPP_SCOPES = ("namespace_definition", "class_specifier", "struct_specifier", "union_specifier")
 JAVA_TYPES = ("class_declaration", "interface_declaration", "enum_declaration", "record_declaration")
@@ -94,22 +110,76 @@ def _java_name(source: bytes, node) -> str:
     return ".".join(reversed(parts))
 
 
+def _scoped_name(source: bytes, node, language: str, name: str) -> str:
+    """``name`` qualified by the classes around it (Python, JavaScript)."""
+    parts = [name]
+    parent = node.parent
+    while parent is not None:
+        if parent.type in SCOPES[language] and (outer := parent.child_by_field_name("name")) is not None:
+            parts.append(_text(source, outer))
+        parent = parent.parent
+    return ".".join(reversed(parts))
+
+
+def _go_name(source: bytes, node) -> str:
+    """A Go function's name; a method's with its receiver's type: ``(*T).M`` as ``T.M``."""
+    name = _text(source, node.child_by_field_name("name"))
+    receiver = node.child_by_field_name("receiver")
+    if receiver is None:
+        return name
+    kind = next((n for n in _walk(receiver) if n.type == "type_identifier"), None)
+    return f"{_text(source, kind)}.{name}" if kind is not None else name
+
+
+def _walk(node):
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(n.children))
+
+
+def _definition(source: bytes, node, language: str) -> tuple[object, str] | None:
+    """(node whose text is the function, its name) of a function node with a body; None when it is not one (a
+    declaration, a JavaScript variable bound to something else)."""
+    if language == "javascript" and node.type == "variable_declarator":
+        value = node.child_by_field_name("value")
+        if value is None or value.type not in JS_FUNCTION_VALUES or (value.child_by_field_name("body") or value).type != "statement_block":
+            return None
+        outer = node.parent if node.parent is not None and node.parent.type in ("lexical_declaration", "variable_declaration") else node
+        return outer, _text(source, node.child_by_field_name("name"))
+    if node.child_by_field_name("body") is None:  # abstract and interface methods, prototypes
+        return None
+    if language == "java":
+        return node, _java_name(source, node)
+    if language in ("c", "cpp"):
+        return node, _c_name(source, node)
+    if language == "go":
+        return node, _go_name(source, node)
+    name = _scoped_name(source, node, language, _text(source, node.child_by_field_name("name")))
+    if language == "python" and node.parent is not None and node.parent.type == "decorated_definition":
+        return node.parent, name  # its decorators are part of it
+    return node, name
+
+
 def functions_in_source(source: bytes, language: str, path: str = "<string>") -> list[Function]:
-    """Every function definition with a body, in file order; definitions inside one are not looked for."""
+    """Every function definition with a body, in file order; definitions inside one are not looked for (except
+    in Java, whose local and anonymous classes have methods)."""
     tree = parser(language).parse(source)
     kinds = FUNCTION_NODES[language]
     found = []
     stack = [tree.root_node]
     while stack:
         node = stack.pop()
-        if node.type in kinds:
-            if node.child_by_field_name("body") is None:  # abstract and interface methods
-                continue
-            name = _java_name(source, node) if language == "java" else _c_name(source, node)
-            found.append(Function(path, name, node.start_point[0] + 1, node.end_point[0] + 1, _text(source, node),
-                                  node.start_point[1] + 1))
+        if node.type in kinds and (definition := _definition(source, node, language)) is not None:
+            outer, name = definition
+            code = _text(source, outer)
+            if language == "python":  # a method reads as the same function at top level: its indentation is relative
+                indent = source[source.rfind(b"\n", 0, outer.start_byte) + 1 : outer.start_byte].decode("utf-8", errors="replace")
+                code = textwrap.dedent(indent + code) if not indent.strip() else code
+            found.append(Function(path, name, outer.start_point[0] + 1, outer.end_point[0] + 1, code, outer.start_point[1] + 1))
             if language != "java":
-                continue  # no nested functions (C++ lambdas are part of theirs); Java's anonymous and local classes have methods
+                continue  # no nested functions (C++ lambdas, Python inner functions are part of theirs)
         stack.extend(reversed(node.children))
     return sorted(found, key=lambda f: (f.start_line, f.start_column))
 

@@ -2,13 +2,17 @@
 
 An export folder (written by ``avatar export`` or the compress run's ``onnx/`` stage) holds:
 
-- ``avatar.json``: the manifest: task, tokens per function, pad id, the graph files of each precision with their
-  SHA-256, sizes and the parity measured at export;
+- ``avatar.json``: the manifest: task, its classes in order and those that mean a finding, the code's language,
+  tokens per function, pad id, the graph files of each precision with their SHA-256, sizes and the parity
+  measured at export;
 - ``tokenizer.json``: the model's own tokenizer (special tokens included by its post-processor);
-- defect models: ``model.onnx`` (and ``model.int8.onnx``): token ids (B, T) -> two-class logits (B, 2);
-- clone models: ``encoder.onnx`` (and ``encoder.int8.onnx``): token ids (B, T) -> first-token vectors (B, H),
-  and ``head.onnx`` (and ``head.int8.onnx``): two vectors side by side (B, 2H) -> logits (B, 2). Each function
+- one-function models: ``model.onnx`` (and ``model.int8.onnx``): token ids (B, T) -> logits (B, C), one per class;
+- pair models: ``encoder.onnx`` (and ``encoder.int8.onnx``): token ids (B, T) -> first-token vectors (B, H),
+  and ``head.onnx`` (and ``head.int8.onnx``): two vectors side by side (B, 2H) -> logits (B, C). Each function
   is encoded once however many pairs it is in.
+
+A finding is an example whose class is one of the task's positive classes; its probability (P(class 1) of a
+two-class model, the positive classes' total otherwise) is what thresholds read.
 
 int8 graphs quantise activations per batch, over the whole (B, T) tensor, so an int8 score moves slightly (about
 1e-3 in probability) with the other functions in its batch; fp32 scores do not.
@@ -27,6 +31,7 @@ import numpy as np
 
 from avatar._io import sha256_file
 from avatar.errors import AvatarError
+from avatar.runtime import TASK_LANGUAGE
 from avatar.runtime.text import normalize_code
 
 MANIFEST = "avatar.json"
@@ -75,6 +80,13 @@ def read_manifest(folder: Path) -> dict:
             raise AvatarError(f"manifest field {key!r} is missing or has the wrong type", path)
     if manifest["num_inputs"] not in GRAPHS:
         raise AvatarError(f"manifest num_inputs must be 1 or 2, got {manifest['num_inputs']}", path)
+    manifest.setdefault("classes", ["0", "1"])  # exports made before tasks had other classes
+    manifest.setdefault("positive", manifest["classes"][1:] if len(manifest["classes"]) == 2 else [])
+    manifest.setdefault("language", TASK_LANGUAGE.get(manifest["task"]))
+    classes, positive = manifest["classes"], manifest["positive"]
+    if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)
+            and isinstance(positive, list) and all(c in classes for c in positive) and isinstance(manifest["language"], str)):
+        raise AvatarError("manifest classes, positive or language are missing or damaged; re-export the model", path)
     return manifest
 
 
@@ -116,7 +128,8 @@ class _Batch:
 
 
 class ExportedModel:
-    """A loaded export: ``probabilities`` for any task, ``embed`` / ``pair_logits`` for clone models."""
+    """A loaded export: ``logits`` and the probabilities made from them for any task, ``embed`` / ``pair_logits``
+    for pair models."""
 
     def __init__(self, folder: Path, precision: str | None = None, threads: int | None = None):
         import onnxruntime as ort
@@ -125,6 +138,9 @@ class ExportedModel:
         manifest = read_manifest(self.folder)
         self.manifest = manifest
         self.task: str = manifest["task"]
+        self.classes: tuple[str, ...] = tuple(manifest["classes"])
+        self.positive: tuple[str, ...] = tuple(manifest["positive"])  # the classes that mean a finding
+        self.language: str = manifest["language"]
         self.num_inputs: int = manifest["num_inputs"]
         self.max_length: int = manifest["max_length"]
         self.pad_id: int = manifest["pad_id"]
@@ -190,16 +206,16 @@ class ExportedModel:
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
     def pair_logits(self, a: np.ndarray, b: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Clone models: logits (N, 2) of pairs given by their functions' vectors ``a`` (N, H) and ``b`` (N, H)."""
+        """Pair models: logits (N, C) of pairs given by their functions' vectors ``a`` (N, H) and ``b`` (N, H)."""
         self._need(2, "pair_logits")
-        out = np.zeros((len(a), 2), dtype=np.float32)
+        out = np.zeros((len(a), len(self.classes)), dtype=np.float32)
         for start in range(0, len(a), batch_size):
             pair = np.concatenate([a[start : start + batch_size], b[start : start + batch_size]], axis=1)  # (B, 2H)
             out[start : start + batch_size] = self._run("head", {"pair": pair.astype(np.float32)})
         return out
 
     def logits(self, examples: Sequence[Sequence[str]], batch_size: int = 32) -> np.ndarray:
-        """Two-class logits (N, 2) of examples, each a tuple of the task's functions (one, or a clone pair)."""
+        """Logits (N, C) of examples, each a tuple of the task's functions (one, or a pair)."""
         for ex in examples:
             if len(ex) != self.num_inputs:
                 raise AvatarError(f"a {self.task} model reads {self.num_inputs} function(s) per example, got {len(ex)}")
@@ -207,39 +223,55 @@ class ExportedModel:
         return self.logits_of_tokens([flat[k : k + self.num_inputs] for k in range(0, len(flat), self.num_inputs)], batch_size)
 
     def logits_of_tokens(self, examples: Sequence[Sequence[Sequence[int]]], batch_size: int = 32) -> np.ndarray:
-        """Two-class logits (N, 2) of examples given as token ids (per example, per function), as ``encode`` gives."""
+        """Logits (N, C) of examples given as token ids (per example, per function), as ``encode`` gives."""
         if self.num_inputs == 2:
             vectors = self._embed_tokens([list(t) for ex in examples for t in ex], batch_size)  # (2N, H)
             return self.pair_logits(vectors[0::2], vectors[1::2])
-        out = np.zeros((len(examples), 2), dtype=np.float32)
+        out = np.zeros((len(examples), len(self.classes)), dtype=np.float32)
         for b in self._batches([list(ex[0]) for ex in examples], batch_size):
             out[b.rows] = self._run("model", {"input_ids": b.ids, "attention_mask": b.mask})
         return out
 
     def probabilities(self, examples: Sequence[Sequence[str]], batch_size: int = 32) -> np.ndarray:
-        """Probability of class 1 (vulnerable / clone) of each example (N,), calibrated on validation when the
-        export was (the softmax of the logits otherwise)."""
+        """Probability of a finding (vulnerable, clone, a positive class) of each example (N,), calibrated on
+        validation when the export was (the softmax of the logits otherwise)."""
         return self.probability_of_logits(self.logits(examples, batch_size))
 
+    def class_probabilities_of_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Probability of each class (N, C), calibrated as the export was: Platt scaling of the margin (two
+        classes) or a temperature (more)."""
+        c = (self.decision or {}).get("calibration")
+        if len(self.classes) == 2:
+            p = positive_probability(logits) if c is None else calibrated(logits[:, 1].astype(np.float64) - logits[:, 0], c["a"], c["b"])
+            return np.stack([1 - p, p], axis=1)
+        return softmax(logits, 1.0 if c is None else c["temperature"])
+
     def probability_of_logits(self, logits: np.ndarray) -> np.ndarray:
-        if self.decision is None:
-            return positive_probability(logits)
-        c = self.decision["calibration"]
-        return calibrated(logits[:, 1].astype(np.float64) - logits[:, 0], c["a"], c["b"])
+        """Probability of a finding (N,): the positive classes' total (0 when no class means a finding)."""
+        idx = [self.classes.index(c) for c in self.positive]
+        return self.class_probabilities_of_logits(logits)[:, idx].sum(axis=1)
 
     @property
     def threshold(self) -> float:
         """The decision threshold chosen on validation at export (0.5 for an export without one)."""
-        return 0.5 if self.decision is None else float(self.decision["threshold"])
+        t = None if self.decision is None else self.decision.get("threshold")
+        return 0.5 if t is None else float(t)
 
     def _need(self, num_inputs: int, what: str) -> None:
         if self.num_inputs != num_inputs:
-            raise AvatarError(f"{what} needs a clone model; this one is for {self.task}", self.folder)
+            raise AvatarError(f"{what} needs a pair model; this one reads one function ({self.task})", self.folder)
 
 
 def calibrated(margin: np.ndarray, a: float, b: float) -> np.ndarray:
     """Platt-scaled P(class 1) from the logit margin (logit 1 - logit 0): what ``avatar export`` fitted on validation."""
     return 1.0 / (1.0 + np.exp(-np.clip(a * np.asarray(margin, dtype=np.float64) + b, -500, 500)))
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities (N, C) of logits (N, C) at ``temperature``."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
 
 
 def positive_probability(logits: np.ndarray) -> np.ndarray:

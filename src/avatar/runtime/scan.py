@@ -1,7 +1,10 @@
 """`avatar scan` and `avatar clones`: score the functions of a code base with an exported model, and report.
 
-Torch-free: functions come from ``avatar.runtime.functions`` (tree-sitter), scores from ``avatar.runtime.model``
-(onnxruntime). Reports are plain text, JSON, or SARIF 2.1.0 for IDEs and code-scanning services.
+Torch-free: functions come from ``avatar.runtime.functions`` (tree-sitter), in the language the model was
+trained on; scores from ``avatar.runtime.model`` (onnxruntime). Reports are plain text, JSON, or SARIF 2.1.0 for
+IDEs and code-scanning services. Each function gets its most probable class; it is flagged (and only then a
+SARIF result) when its probability of a finding, the task's positive classes together, reaches the threshold.
+A two-class model lists the flagged functions; a model of more classes lists every function with its class.
 """
 
 from __future__ import annotations
@@ -18,19 +21,21 @@ import numpy as np
 from avatar import __version__
 from avatar.errors import AvatarError
 from avatar.runtime.functions import DEFAULT_MAX_BYTES, Function, find_functions
-from avatar.runtime import TASK_COMMAND, TASK_LANGUAGE
+from avatar.runtime import COMMAND
 from avatar.runtime.model import ExportedModel
 
 FORMATS = ("text", "json", "sarif")
 ERROR_AT = 0.9  # calibrated probability from which a SARIF finding is an error rather than a warning
-RULE_ID = "AVATAR-VULN"
+RULE_ID = "AVATAR-VULN"  # the Devign preset's rule; other tasks' rules are named by their class (rule_id)
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
 @dataclass(frozen=True)
 class Scored:
     function: Function
-    probability: float  # P(vulnerable)
+    probability: float  # P(finding): vulnerable, or any positive class
+    label: str = ""  # the most probable class
+    label_probability: float = 0.0  # its probability
 
 
 @dataclass
@@ -43,10 +48,17 @@ class ScanResult:
     warnings: list[str] = field(default_factory=list)
     decision: dict | None = None  # the export's calibration and threshold with its precision/recall (avatar.decision)
     threshold_given: bool = False  # the user's --threshold, not the one chosen on validation
+    task: str = "defect"
+    classes: tuple[str, ...] = ("0", "1")
+    positive: tuple[str, ...] = ("1",)
 
     @property
     def flagged(self) -> list[Scored]:
-        return [s for s in self.scored if s.probability >= self.threshold]
+        return [s for s in self.scored if self.positive and s.probability >= self.threshold]
+
+    @property
+    def two_class(self) -> bool:
+        return len(self.classes) == 2
 
 
 def _collector(warn: Callable[[str], None] | None) -> tuple[list[str], Callable[[str], None]]:
@@ -76,6 +88,8 @@ def threshold_note(threshold: float, given: bool, decision: dict | None) -> str:
         return f"threshold {threshold:g} (given)"
     if decision is None:
         return f"threshold {threshold:g} (this export has no threshold chosen on validation: re-export it)"
+    if "validation" not in decision:
+        return f"no threshold ({decision['rule']})"
     v, t = decision["validation"], decision["test"]
     return (f"threshold {threshold:.4g} ({decision['rule']}; precision {v['precision']:.2f}, recall {v['recall']:.2f} on "
             f"validation, {t['precision']:.2f} / {t['recall']:.2f} on test)")
@@ -87,34 +101,53 @@ def model_notice(decision: dict | None) -> str | None:
     return f"this model {why}; its scores mean nothing" if why else None
 
 
-def _check_task(model: ExportedModel, task: str) -> None:
-    if model.task != task:
-        raise AvatarError(f"avatar {TASK_COMMAND[task]} needs a {task} model; this one was trained for {model.task}", model.folder)
+def _check_inputs(model: ExportedModel, num_inputs: int) -> None:
+    if model.num_inputs != num_inputs:
+        what = {1: "one function", 2: "a pair of functions"}
+        raise AvatarError(f"avatar {COMMAND[num_inputs]} needs a model that reads {what[num_inputs]}; this one ({model.task}) reads "
+                          f"{what[model.num_inputs]}: use avatar {COMMAND[model.num_inputs]}", model.folder)
 
 
 def scan(paths: Sequence[Path], model: ExportedModel, threshold: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
          batch_size: int = 32, warn: Callable[[str], None] | None = None) -> ScanResult:
-    """Every function in the C/C++ files under ``paths`` with its (calibrated) probability of being vulnerable;
-    ``threshold`` defaults to the one the export chose on validation."""
+    """Every function in the source files under ``paths`` (the model's language) with its most probable class and
+    its (calibrated) probability of a finding; ``threshold`` defaults to the one the export chose on validation."""
     given, threshold = threshold is not None, _threshold(threshold, model)
-    _check_task(model, "defect")
+    _check_inputs(model, 1)
     warnings, note = _collector(warn)
     if (notice := model_notice(model.decision)) is not None:
         note(notice)
-    functions, files = find_functions(paths, TASK_LANGUAGE["defect"], note, max_bytes)
-    probs = model.probabilities([(f.code,) for f in functions], batch_size) if functions else []
-    scored = sorted((Scored(f, float(p)) for f, p in zip(functions, probs)),
-                    key=lambda s: (-s.probability, s.function.path, s.function.start_line))
-    return ScanResult(scored, files, threshold, str(model.folder), model.precision, warnings, model.decision, given)
+    if not model.positive:
+        note("no class of this model means a finding: functions are listed with their class, none is flagged")
+    functions, files = find_functions(paths, model.language, note, max_bytes)
+    logits = model.logits([(f.code,) for f in functions], batch_size) if functions else np.zeros((0, len(model.classes)))
+    probs = model.class_probabilities_of_logits(logits)
+    finding = model.probability_of_logits(logits)
+    scored = sorted((Scored(f, float(p), model.classes[int(c.argmax())], float(c.max())) for f, p, c in zip(functions, finding, probs)),
+                    key=lambda s: (-s.probability, -s.label_probability, s.function.path, s.function.start_line))
+    return ScanResult(scored, files, threshold, str(model.folder), model.precision, warnings, model.decision, given, model.task,
+                      model.classes, model.positive)
 
 
 def scan_text(result: ScanResult) -> str:
-    lines = [f"{s.probability:.3f}  {s.function.where}  {s.function.name}" for s in result.flagged]
-    lines.append(
-        f"{len(result.flagged)} of {len(result.scored)} function(s) in {result.files} file(s) at or above the "
-        f"{threshold_note(result.threshold, result.threshold_given, result.decision)} (model {result.model}, {result.precision})"
-    )
+    if result.two_class:
+        lines = [f"{s.probability:.3f}  {s.function.where}  {s.function.name}" for s in result.flagged]
+    else:  # every function with its class; "!" marks the flagged ones
+        flagged = {id(s) for s in result.flagged}
+        lines = [f"{'!' if id(s) in flagged else ' '} {s.label} {s.label_probability:.3f}  {s.function.where}  {s.function.name}"
+                 for s in result.scored]
+    summary = (f"{len(result.flagged)} of {len(result.scored)} function(s) in {result.files} file(s) at or above the "
+               f"{threshold_note(result.threshold, result.threshold_given, result.decision)}" if result.positive
+               else f"{len(result.scored)} function(s) in {result.files} file(s) by class: "
+               + ", ".join(f"{c} {sum(s.label == c for s in result.scored)}" for c in result.classes))
+    lines.append(f"{summary} (model {result.model}, {result.precision})")
     return "\n".join(lines) + "\n"
+
+
+def _scored_json(s: Scored, result: ScanResult) -> dict:
+    extra = {} if result.two_class else {"class": s.label, "class_probability": round(s.label_probability, 6),
+                                          "flagged": bool(result.positive) and s.probability >= result.threshold}
+    return {**_function_json(s.function), "probability": round(s.probability, 6), **extra}
 
 
 def _decision_json(decision: dict | None) -> dict | None:
@@ -137,7 +170,11 @@ def scan_json(result: ScanResult) -> str:
         "decision": _decision_json(result.decision),
         "files": result.files,
         "functions": len(result.scored),
-        "results": [{**_function_json(s.function), "probability": round(s.probability, 6)} for s in result.flagged],
+        "task": result.task,
+        "classes": list(result.classes),
+        "positive": list(result.positive),
+        # two classes: the flagged functions; more: every function with its class
+        "results": [_scored_json(s, result) for s in (result.flagged if result.two_class else result.scored)],
         "warnings": result.warnings,
     }, indent=2) + "\n"
 
@@ -157,17 +194,47 @@ def _level(result: ScanResult, probability: float) -> str:
     return "error" if result.decision is not None and probability >= ERROR_AT else "warning"
 
 
+def _rules(result: ScanResult) -> list[dict]:
+    """One SARIF rule per class that means a finding (the Devign preset's is AVATAR-VULN)."""
+    if result.task == "defect":
+        return [{"id": RULE_ID, "name": "PossiblyVulnerableFunction",
+                 "shortDescription": {"text": "Function a distilled code model rates as likely vulnerable"},
+                 "fullDescription": {"text": "A small model distilled from a large language model of code, trained on "
+                                             "vulnerability data such as Devign, gives this function a high probability "
+                                             "of being vulnerable. It is a ranking aid for review, not a proof."}}]
+    return [{"id": rule_id(result.task, c), "name": f"Class {c}",
+             "shortDescription": {"text": f"Function a distilled code model puts in class {c!r} of {result.task}"},
+             "fullDescription": {"text": f"A small model distilled from a large language model of code, trained on the "
+                                         f"{result.task} data set, gives this function a high probability of class {c!r}. "
+                                         "It is a ranking aid for review, not a proof."}} for c in result.positive]
+
+
+def rule_id(task: str, label: str) -> str:
+    """A SARIF rule id for a class of a task: letters, digits and dashes."""
+    clean = "".join(ch if ch.isalnum() else "-" for ch in f"{task}-{label}").upper()
+    return "AVATAR-" + clean
+
+
+def _finding_class(result: ScanResult, s: Scored) -> int:
+    """Index, among the positive classes, of the flagged function's class (its most probable positive one)."""
+    return result.positive.index(s.label) if s.label in result.positive else 0
+
+
 def scan_sarif(result: ScanResult) -> str:
-    """SARIF 2.1.0: one rule, one result per flagged function (level from the calibrated probability)."""
+    """SARIF 2.1.0: a rule per class that means a finding, one result per flagged function (level from the
+    calibrated probability)."""
+    rules = _rules(result)
     results = []
     for s in result.flagged:
         uri, base = _uri(s.function.path)
         artifact = {"uri": uri, **({"uriBaseId": base} if base else {})}
+        k = _finding_class(result, s) if len(rules) > 1 else 0
+        what = "vulnerability" if result.task == "defect" else f"{result.positive[k]!r}" if len(rules) > 1 else "finding"
         results.append({
-            "ruleId": RULE_ID,
-            "ruleIndex": 0,
+            "ruleId": rules[k]["id"],
+            "ruleIndex": k,
             "level": _level(result, s.probability),
-            "message": {"text": f"{s.function.name}: vulnerability probability {s.probability:.3f} "
+            "message": {"text": f"{s.function.name}: {what} probability {s.probability:.3f} "
                                 f"({threshold_note(result.threshold, result.threshold_given, result.decision)})"},
             "locations": [{
                 "physicalLocation": {
@@ -186,16 +253,11 @@ def scan_sarif(result: ScanResult) -> str:
                 "name": "Avatar",
                 "version": __version__,
                 "rules": [{
-                    "id": RULE_ID,
-                    "name": "PossiblyVulnerableFunction",
-                    "shortDescription": {"text": "Function a distilled code model rates as likely vulnerable"},
-                    "fullDescription": {"text": "A small model distilled from a large language model of code, trained on "
-                                                "vulnerability data such as Devign, gives this function a high probability "
-                                                "of being vulnerable. It is a ranking aid for review, not a proof."},
+                    **rule,
                     "defaultConfiguration": {"level": "warning"},
                     "properties": {"threshold": result.threshold, "threshold_given": result.threshold_given,
                                    "error_from_probability": ERROR_AT, **_rule_properties(result.decision)},
-                }],
+                } for rule in rules],
             }},
             "invocations": [{
                 "executionSuccessful": True,
@@ -212,8 +274,8 @@ def scan_sarif(result: ScanResult) -> str:
 
 def _rule_properties(decision: dict | None) -> dict:
     """The threshold's rule and its precision/recall on validation and test, as SARIF property values."""
-    if decision is None:
-        return {"calibrated": False}
+    if decision is None or "validation" not in decision:
+        return {"calibrated": decision is not None}
     v, t = decision["validation"], decision["test"]
     return {"calibrated": True, "threshold_rule": decision["rule"], "validation_precision": v["precision"],
             "validation_recall": v["recall"], "test_precision": t["precision"], "test_recall": t["recall"],
@@ -244,19 +306,22 @@ class ClonesResult:
 
 def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold: float | None = None, max_pairs: int = 100_000,
            max_bytes: int = DEFAULT_MAX_BYTES, batch_size: int = 32, warn: Callable[[str], None] | None = None) -> ClonesResult:
-    """Java function pairs across ``a`` and ``b`` that the clone model flags. A function is never paired with
+    """Function pairs across ``a`` and ``b`` (in the model's language) that the pair model flags: their
+    probability of a finding (a clone, or any positive class) reaches the threshold. A function is never paired with
     itself, and a pair of functions found on both sides (``a`` and ``b`` the same, or overlapping) is scored
     once. Each function is encoded once, whatever the number of pairs it is in. ``threshold`` defaults to the one
     the export chose on validation."""
     given, threshold = threshold is not None, _threshold(threshold, model)
     if max_pairs < 1:
         raise AvatarError(f"--max-pairs must be at least 1, got {max_pairs}")
-    _check_task(model, "clone")
+    _check_inputs(model, 2)
     warnings, note = _collector(warn)
     if (notice := model_notice(model.decision)) is not None:
         note(notice)
-    left, _ = find_functions(a, TASK_LANGUAGE["clone"], note, max_bytes)
-    right, _ = find_functions(b, TASK_LANGUAGE["clone"], note, max_bytes)
+    if not model.positive:
+        note("no class of this model means a finding: no pair is flagged")
+    left, _ = find_functions(a, model.language, note, max_bytes)
+    right, _ = find_functions(b, model.language, note, max_bytes)
     left_keys, right_keys = [_key(f) for f in left], [_key(f) for f in right]
     overlap = len(set(left_keys) & set(right_keys))
     total = len(left) * len(right) - overlap - overlap * (overlap - 1) // 2  # no self-pairs, no mirrored repeats
@@ -274,7 +339,7 @@ def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold
             part = pairs[start : start + chunk]
             probs = model.probability_of_logits(model.pair_logits(np.stack([vectors[left_keys[i]] for i, _ in part]),
                                                            np.stack([vectors[right_keys[j]] for _, j in part])))
-            found += [ClonePair(left[i], right[j], float(p)) for (i, j), p in zip(part, probs) if p >= threshold]
+            found += [ClonePair(left[i], right[j], float(p)) for (i, j), p in zip(part, probs) if model.positive and p >= threshold]
     found.sort(key=lambda c: (-c.probability, c.a.path, c.a.start_line, c.b.path, c.b.start_line))
     return ClonesResult(found, len(left), len(right), total, len(pairs), threshold, str(model.folder), model.precision, warnings,
                         model.decision, given)
