@@ -282,3 +282,23 @@ def test_three_class_scan_lists_classes_and_flags_only_positive_ones(three_class
     assert [r["locations"][0]["logicalLocations"][0]["name"] for r in sarif["results"]] == ["a"]
     probs = model.class_probabilities_of_logits(model.logits([(s.function.code,) for s in result.scored]))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_compress_runs_a_three_class_task_end_to_end(tmp_path, tiny_encoder):
+    """The whole pipeline on a user's 3-class CSV data: teacher, soft labels, indicator (macro-F1), search,
+    student, export, measurement and report."""
+    import avatar
+    from test_pipeline import tiny_compress_toml
+
+    data = write_classes_data(tmp_path / "data", "csv", sizes=(120, 30, 30))
+    toml = tiny_compress_toml(tmp_path / "c.toml", data, tiny_encoder)
+    toml.write_text('task = "classify"\n' + toml.read_text())
+    result = avatar.compress(avatar.resolve_settings(toml), tmp_path / "run")
+    assert result.stages["indicator"].result["metric"] == "macro_f1"
+    metrics = result.metrics
+    assert metrics["main_metric"] == "macro_f1"
+    student = next(r for r in metrics["results"] if r["role"] == "student")
+    assert set(student["test"]["interval95"]) == {"accuracy", "macro_f1"} and "macro_f1" in student["test"]["baseline"]
+    manifest = json.loads((tmp_path / "run" / "onnx" / "avatar.json").read_text())
+    assert manifest["classes"] == ["clean", "overflow", "smell"] and manifest["language"] == "c"
+    assert "macro_f1" in (tmp_path / "run" / "report.md").read_text()
