@@ -152,6 +152,28 @@ def other_seeds(task_name: str, config: CompressConfig, run: Path) -> dict:
     return out
 
 
+def kept_teacher_on_test(task_name: str, config: CompressConfig, metrics: dict) -> dict | None:
+    """A teacher given as its kept logits is not run by the measurement: its test score (with interval and
+    baseline) from its kept test logits, and McNemar's test of the student (seed 42) against it on the same test
+    examples. None when the run measured its teacher itself."""
+    import numpy as np
+
+    from avatar.stats import baseline, bootstrap_intervals, mcnemar
+
+    if task_name != "defect" or any(r["role"] == "teacher" for r in metrics["results"]) or not (KEPT / "test.jsonl").is_file():
+        return None
+    task = get_task(task_name)
+    test = task.load(config.data, seed=config.seed).test
+    kept = {r["id"]: r["logits"] for r in map(json.loads, (KEPT / "test.jsonl").read_text().splitlines())}
+    labels = np.array([ex.label for ex in test])
+    preds, margin = task.read_logits(np.array([kept[ex.id] for ex in test]))
+    scores = {**task.metrics(labels.tolist(), preds, margin), "examples": len(test),
+              "interval95": bootstrap_intervals(task, labels, preds, margin), "baseline": baseline(task, labels)}
+    student = next(r for r in metrics["results"] if r["role"] == "student")
+    return {"source": str(KEPT.relative_to(HERE.parent) / "test.jsonl"), "test": scores,
+            "mcnemar_student_vs_teacher": mcnemar(student["test"]["correct"], (np.asarray(preds) == labels).astype(int))}
+
+
 def run_task(task: str, data_root: Path) -> dict:
     config = task_config(task, data_root)
     config.validate()
@@ -174,7 +196,8 @@ def run_task(task: str, data_root: Path) -> dict:
         "seeds": seeds,
         "test_over_seeds": {"metric": main, "mean": round(statistics.mean(values), 4), "sd": round(statistics.stdev(values), 4),
                             "values": values},
-        "metrics": json.loads((run / "metrics.json").read_text()),
+        "metrics": (metrics := json.loads((run / "metrics.json").read_text())),
+        **({"kept_teacher": kept} if (kept := kept_teacher_on_test(task, config, metrics)) else {}),
     }
 
 
@@ -259,6 +282,14 @@ def write_markdown(r: dict) -> None:
             f"({s['mean'] - c['value']:+.4f}).",
             *(f"- {line}" for line in ratio_lines(m)),
         ]
+        if "kept_teacher" in t:
+            k, main = t["kept_teacher"], s["metric"]
+            lo, hi = k["test"]["interval95"][main]
+            q = k["mcnemar_student_vs_teacher"]
+            lines.append(f"- The teacher (scored from its kept test logits, {k['source']}): test {main} {k['test'][main]:.4f} "
+                         f"[{lo:.3f}, {hi:.3f}]; the student (seed {SEEDS[0]}) vs the teacher on the same {k['test']['examples']} "
+                         f"test examples: McNemar p = {q['p_value']:.3g} ({q['only_first_right']} only the student gets right, "
+                         f"{q['only_second_right']} only the teacher).")
         chosen = {k: v for k, v in t["chosen"].items() if k not in ("predicted_effectiveness", "predicted_std", "latency_ms", "gflops", "size_mb", "source")}
         lines += [f"- Chosen configuration ({t['chosen'].get('source', 'predicted')} short-budget validation score {t['chosen']['predicted_effectiveness']:.4f}): "
                   f"`{json.dumps(chosen)}`; loss: {t['student'].get('loss', 'n/a')}.",
