@@ -129,14 +129,6 @@ def _unpack(bundle: Path, work: Path) -> tuple[Path, Path]:
     return data, teacher
 
 
-def _scores(task, labels, logits) -> dict:
-    from avatar.stats import baseline, bootstrap_intervals
-
-    preds, margin = logits.argmax(axis=1), logits[:, 1] - logits[:, 0]
-    return {**task.metrics(labels.tolist(), preds.tolist(), margin.tolist()), "examples": len(labels),
-            "interval95": bootstrap_intervals(task, labels, preds, margin), "baseline": baseline(task, labels)}
-
-
 def run(args) -> None:
     """There: every heavy stage on the GPU, timed; results into ``args.out``."""
     import numpy as np
@@ -151,6 +143,7 @@ def run(args) -> None:
     from avatar.modeling import load_classifier
     from avatar.settings import DeviceConfig, DistillConfig, FinetuneConfig, SearchSettings
     from avatar.student import StudentConfig
+    from avatar.stats import test_scores
     from avatar.tasks import get_task
     from avatar.teacher import data_fingerprints, finetune
     from avatar.trainer import encode_for, predict_logits
@@ -220,12 +213,12 @@ def run(args) -> None:
         "command": "python benchmarks/gpu.py run " + " ".join(sys.argv[2:]),
         "plan": {k: v for k, v in plan.items() if k != "samples"} | {"samples": len(configs)},
         "seconds": seconds | {"total": round(time.perf_counter() - start_all, 1)},
-        "teacher": {"valid": teacher["valid"], "test": _scores(task, np.array([ex.label for ex in data.test]), teacher_logits),
+        "teacher": {"valid": teacher["valid"], "test": test_scores(task, np.array([ex.label for ex in data.test]), teacher_logits),
                     "train_seconds": teacher["train_seconds"], "examples_per_second": round(t["epochs"] * labelled / teacher["train_seconds"], 1),
                     "tokens": t["max_length"], "batch_size": t["batch_size"]},
         "samples": {"count": len(configs), "rungs": search.rungs, "chosen": configs[best], "chosen_valid": reached[best][1]["valid"],
                     "rule": f"best measured validation {metric} at the top rung (the search itself needs pymoo, absent there)"},
-        "student": {"valid": student["valid"], "test": _scores(task, np.array([ex.label for ex in data.test]), student_logits),
+        "student": {"valid": student["valid"], "test": test_scores(task, np.array([ex.label for ex in data.test]), student_logits),
                     "parameters": student["parameters"], "steps": student["steps"], "best_step": student["best_step"],
                     "train_seconds": student["train_seconds"], "examples": student["examples"],
                     "examples_per_second": round(student["steps"] * chosen.batch_size / student["train_seconds"], 1),

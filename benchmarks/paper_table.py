@@ -158,7 +158,7 @@ def kept_teacher_on_test(task_name: str, config: CompressConfig, metrics: dict) 
     examples. None when the run measured its teacher itself."""
     import numpy as np
 
-    from avatar.stats import baseline, bootstrap_intervals, mcnemar
+    from avatar.stats import mcnemar, test_scores
 
     if task_name != "defect" or any(r["role"] == "teacher" for r in metrics["results"]) or not (KEPT / "test.jsonl").is_file():
         return None
@@ -166,12 +166,10 @@ def kept_teacher_on_test(task_name: str, config: CompressConfig, metrics: dict) 
     test = task.load(config.data, seed=config.seed).test
     kept = {r["id"]: r["logits"] for r in map(json.loads, (KEPT / "test.jsonl").read_text().splitlines())}
     labels = np.array([ex.label for ex in test])
-    preds, margin = task.read_logits(np.array([kept[ex.id] for ex in test]))
-    scores = {**task.metrics(labels.tolist(), preds, margin), "examples": len(test),
-              "interval95": bootstrap_intervals(task, labels, preds, margin), "baseline": baseline(task, labels)}
+    logits = np.array([kept[ex.id] for ex in test])
     student = next(r for r in metrics["results"] if r["role"] == "student")
-    return {"source": str(KEPT.relative_to(HERE.parent) / "test.jsonl"), "test": scores,
-            "mcnemar_student_vs_teacher": mcnemar(student["test"]["correct"], (np.asarray(preds) == labels).astype(int))}
+    return {"source": str(KEPT.relative_to(HERE.parent) / "test.jsonl"), "test": test_scores(task, labels, logits),
+            "mcnemar_student_vs_teacher": mcnemar(student["test"]["correct"], (logits.argmax(axis=1) == labels).astype(int))}
 
 
 def run_task(task: str, data_root: Path) -> dict:

@@ -164,7 +164,7 @@ def decision(task: Task, exported: ExportedModel, valid: Sequence[Example], test
     """The export's calibration and threshold (chosen on ``valid``), precision/recall at it on both splits, and
     its test scores with their intervals and baseline, all through the runtime that ``avatar scan`` uses."""
     from avatar.decision import decide, decide_classes
-    from avatar.stats import baseline, bootstrap_intervals, learned_nothing, prediction_spread
+    from avatar.stats import learned_nothing, test_scores
 
     def logits_and_labels(examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
         return exported.logits([ex.texts for ex in examples]).astype(np.float64), np.array([ex.label for ex in examples])
@@ -174,14 +174,7 @@ def decision(task: Task, exported: ExportedModel, valid: Sequence[Example], test
         out = decide(vl[:, 1] - vl[:, 0], vy, tl[:, 1] - tl[:, 0], ty, target_precision)
     else:
         out = decide_classes(vl, vy, tl, ty, [task.classes.index(c) for c in task.positive], target_precision)
-    preds, margin = task.read_logits(tl)
-    scores = {
-        **task.metrics(ty.tolist(), preds, margin),
-        "examples": len(ty),
-        "interval95": bootstrap_intervals(task, ty, preds, margin),
-        "baseline": baseline(task, ty),
-        "prediction_spread": prediction_spread(tl),
-    }
+    scores = test_scores(task, ty, tl)
     out["scores"] = scores
     out["learned_nothing"] = learned_nothing(scores, task.main_metric)
     return out

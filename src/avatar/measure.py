@@ -332,19 +332,11 @@ def measure(subjects: list[Subject], task: Task, cfg: MeasureConfig, meter: Ener
 def _test_scores(task: Task, s: Subject) -> dict:
     """Test scores with their 95 % bootstrap intervals, the constant-prediction baseline and the spread of the
     predicted probability; the per-example correctness is kept for the paired test between subjects."""
-    from avatar.stats import baseline, bootstrap_intervals, prediction_spread
+    from avatar.stats import test_scores
 
     logits = (s.scores or s.logits)(s.test, 32)
-    preds, margin = task.read_logits(logits)  # with two classes the margin ranks as P(class 1) does
     labels = s.test.labels
-    return {
-        **task.metrics(labels.tolist(), preds, margin),
-        "examples": len(s.test),
-        "interval95": bootstrap_intervals(task, labels, preds, margin),
-        "baseline": baseline(task, labels),
-        "prediction_spread": prediction_spread(logits),
-        "correct": (np.asarray(preds) == labels).astype(int).tolist(),
-    }
+    return {**test_scores(task, labels, logits), "correct": (logits.argmax(axis=1) == labels).astype(int).tolist()}
 
 
 def ratios(reference: dict, other: dict, main_metric: str) -> dict:

@@ -30,6 +30,16 @@ def baseline(task, labels) -> dict[str, float]:
     return out
 
 
+def test_scores(task, labels, logits) -> dict:
+    """A model's scores on labelled examples from its logits (N, C): the task's metrics, their 95 % bootstrap
+    intervals, the constant-prediction baseline and the spread of its class probabilities."""
+    labels = np.asarray(labels)
+    preds, margin = task.read_logits(logits)  # with two classes the margin ranks as P(class 1) does
+    return {**task.metrics(labels.tolist(), preds, margin), "examples": len(labels),
+            "interval95": bootstrap_intervals(task, labels, preds, margin), "baseline": baseline(task, labels),
+            "prediction_spread": prediction_spread(logits)}
+
+
 def prediction_spread(logits) -> float:
     """How much a model's class probabilities vary over examples: the largest of their standard deviations (with
     two classes, that of P(class 1))."""

@@ -127,7 +127,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
 
 def _require(obj: dict, field: str, kinds: type | tuple[type, ...], path: Path, line: int):
     if field not in obj:
-        raise AvatarError(f"missing field {field!r}", path, line)
+        raise AvatarError(f"missing field {field!r} (fields: {', '.join(map(str, obj)) or 'none'})", path, line)
     value = obj[field]
     if not isinstance(value, kinds) or isinstance(value, bool):
         raise AvatarError(f"field {field!r} has the wrong type ({type(value).__name__})", path, line)
@@ -414,11 +414,6 @@ class Task(ABC):
             raise AvatarError(f"missing file (or {', '.join(stem + e for e in self.formats[1:])})", data_dir / (stem + self.formats[0]))
         return found[0] if found else None
 
-    def _field(self, record: dict, name: str, path: Path, lineno: int, kinds: type | tuple[type, ...] = str):
-        if name not in record:
-            raise AvatarError(f"missing field {name!r} (fields: {', '.join(map(str, record)) or 'none'})", path, lineno)
-        return _require(record, name, kinds, path, lineno)
-
     def sample_dir(self) -> Path:
         """The small real sample shipped with Avatar (see samples/ATTRIBUTION.md): the presets have one."""
         if self.name not in PRESETS:
@@ -482,8 +477,8 @@ class ClassifyTask(Task):
     def _read_examples(self, path: Path) -> Iterator[tuple[int, RawExample]]:
         s = self.spec
         for lineno, record in read_records(path):
-            code = self._field(record, s.code_field, path, lineno)
-            label = self._label(self._field(record, s.label_field, path, lineno, (str, int)), path, lineno)
+            code = _require(record, s.code_field, str, path, lineno)
+            label = self._label(_require(record, s.label_field, (str, int), path, lineno), path, lineno)
             ex_id = str(record[s.id_field]) if s.id_field in record else f"{path.stem}:{lineno}"
             yield lineno, RawExample(ex_id, (normalize_code(code),), label)
 
@@ -510,8 +505,8 @@ class PairsTask(Task):
         functions: dict[str, str] = {}
         first_line: dict[str, int] = {}
         for lineno, record in read_records(path):
-            idx = str(self._field(record, self.spec.id_field, path, lineno, (str, int)))
-            func = self._field(record, self.spec.code_field, path, lineno)
+            idx = str(_require(record, self.spec.id_field, (str, int), path, lineno))
+            func = _require(record, self.spec.code_field, str, path, lineno)
             if idx in first_line:
                 raise AvatarError(f"duplicate {self.spec.id_field} {idx!r} (first at line {first_line[idx]})", path, lineno)
             first_line[idx] = lineno
@@ -530,8 +525,8 @@ class PairsTask(Task):
                 yield lineno, a, b, label
             return
         for lineno, record in read_records(path):
-            a, b = (str(self._field(record, k, path, lineno, (str, int))) for k in ("idx1", "idx2"))
-            yield lineno, a, b, self._field(record, self.spec.label_field, path, lineno, (str, int))
+            a, b = (str(_require(record, k, (str, int), path, lineno)) for k in ("idx1", "idx2"))
+            yield lineno, a, b, _require(record, self.spec.label_field, (str, int), path, lineno)
 
     def _read_examples(self, path: Path) -> Iterator[tuple[int, RawExample]]:
         for lineno, a, b, value in self._pair_rows(path):
