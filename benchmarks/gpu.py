@@ -14,7 +14,8 @@ weights (fp16, made fp32 again there). ``run`` does the heavy stages of each tas
 on the whole labelled half at CodeXGLUE's 400 tokens per function, its soft labels on the whole unlabelled half,
 every sample distilled on the short budget of benchmarks/paper_table.py's search (successive halving), the best
 measured sample (pymoo's search is not there: the honest fallback of avatar's choice) distilled on the whole
-unlabelled half and, with weight GROUND_TRUTH, the labelled half's true labels. It writes gpu.json and, per
+unlabelled half and, with the ground-truth weight of benchmarks/paper_table.py's task (Devign 1, BigCloneBench 0), the
+labelled half's true labels. It writes gpu.json and, per
 task, ``<task>.tar`` (the student, the candidates' records, the teacher's test logits) and
 ``<task>-soft_labels.json``: five files.
 
@@ -22,7 +23,7 @@ Sizing for one H200 (bf16; the run records every stage's wall time, so the next 
 MiniLM-L6's training step costs about 30 GFLOP a 400-token sequence; at a pessimistic 1,000 sequences/s the
 Devign teacher (3 epochs of 10,927 functions) takes about 35 s and the BigCloneBench teacher (1 epoch of 45,051
 pairs, 90,102 sequences) about 90 s; the students are launch-bound (~10 ms a step): Devign's 10 epochs of 21,854
-examples about 70 s, BigCloneBench's 2 epochs of 90,102 pairs about 60 s, the 2 x 30 samples about 60 s; well
+examples about 70 s, BigCloneBench's 2 epochs of 45,051 pairs about 30 s, the 2 x 30 samples about 60 s; well
 inside 8 minutes in all.
 """
 
@@ -43,7 +44,6 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 BUNDLE = HERE / "out" / "gpu-bundle"
 SEED = 42
-GROUND_TRUTH = 1.0  # as benchmarks/paper_table.py for Devign
 TEACHER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 TASKS = {  # per task: its data folder under ../shared/data (its data files travel, xz), the teacher's and the student's epochs
     "defect": {"folder": "devign", "teacher": {"max_length": 400, "epochs": 3, "learning_rate": 5e-5, "batch_size": 32}, "epochs": 10},
@@ -71,7 +71,7 @@ def prepare(args) -> None:
     from avatar.vocab import cached_path, distinct_texts, train_tokenizer
 
     sys.path.insert(0, str(HERE))
-    from paper_table import SEARCH, SPACE
+    from paper_table import DISTILL, SEARCH, SPACE
 
     out = args.bundle
     if out.exists():
@@ -87,7 +87,7 @@ def prepare(args) -> None:
     search = replace(SEARCH, samples=args.samples or SEARCH.samples, sample_steps=args.sample_steps or SEARCH.sample_steps,
                      budget_mb=args.budget_mb or SEARCH.budget_mb)
     space = Space.paper().override(SPACE)
-    plan = {"seed": SEED, "ground_truth": GROUND_TRUTH, "search": asdict(search), "tasks": {}}
+    plan = {"seed": SEED, "search": asdict(search), "tasks": {}}
     for name in args.tasks:
         spec, task = TASKS[name], get_task(name)
         source = args.data_root / spec["folder"]
@@ -103,8 +103,8 @@ def prepare(args) -> None:
         shutil.rmtree(run.root)
         # the samples' tokenizers, trained (or found in the cache) here on the corpus distil() trains them on:
         # training one on the whole unlabelled half takes minutes (Unigram: tens of minutes), the GPU does not speed it up
-        data = task.load(source, seed=SEED)
-        corpus = distinct_texts([*data.unlabelled, *(data.labelled if GROUND_TRUTH > 0 else [])])
+        data, ground_truth = task.load(source, seed=SEED), DISTILL[name].ground_truth
+        corpus = distinct_texts([*data.unlabelled, *(data.labelled if ground_truth > 0 else [])])
         for c in configs:
             path = cached_path(c["tokenizer"], c["vocab_size"], corpus)
             if not path.is_file():
@@ -114,7 +114,7 @@ def prepare(args) -> None:
                 with open(path, "rb") as src, lzma.open(out / "tokenizers" / f"{path.name}.xz", "wb") as dst:
                     shutil.copyfileobj(src, dst)
         teacher_plan = spec["teacher"] | {k: v for k, v in (("max_length", args.teacher_tokens), ("epochs", args.teacher_epochs)) if v}
-        plan["tasks"][name] = {"samples": configs, "teacher": teacher_plan, "epochs": args.epochs or spec["epochs"]}
+        plan["tasks"][name] = {"samples": configs, "teacher": teacher_plan, "epochs": args.epochs or spec["epochs"], "ground_truth": ground_truth}
     (out / "plan.json").write_text(json.dumps(plan, indent=1))
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     counts = ", ".join(f"{t}: {len(p['samples'])} samples" for t, p in plan["tasks"].items())
@@ -234,7 +234,7 @@ def run_task(name: str, plan: dict, data_dir: Path, teacher_src: Path, out: Path
     del model
 
     search = SearchSettings(**plan["search"])
-    full = DistillConfig(epochs=task_plan["epochs"], ground_truth=plan["ground_truth"], seed=plan["seed"])
+    full = DistillConfig(epochs=task_plan["epochs"], ground_truth=task_plan["ground_truth"], seed=plan["seed"])
     soft = load_soft_labels(soft_file)
     configs = task_plan["samples"]
     executor = LocalExecutor(1)  # one GPU: one candidate at a time, in this process
@@ -262,7 +262,7 @@ def run_task(name: str, plan: dict, data_dir: Path, teacher_src: Path, out: Path
     labelled, unlabelled = len(data.labelled), len(data.unlabelled)
     per_example = task.num_inputs  # sequences an example is read as (a pair: two)
     return {
-        "plan": {k: v for k, v in task_plan.items() if k != "samples"} | {"samples": len(configs), "ground_truth": plan["ground_truth"]},
+        "plan": {k: v for k, v in task_plan.items() if k != "samples"} | {"samples": len(configs)},
         "seconds": clock.seconds,
         "teacher": {"valid": teacher["valid"], "test": test_scores(task, labels, teacher_logits), "train_seconds": teacher["train_seconds"],
                     "sequences_per_second": round(t["epochs"] * labelled * per_example / teacher["train_seconds"], 1),
