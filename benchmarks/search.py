@@ -7,9 +7,10 @@ what it measured.
 The search analysed is the one of benchmarks/paper_table.py's compress run (benchmarks/out/paper/<task>, its
 settings: SEARCH there; SMT-cut space, samples with equal step budgets and successive halving, indicator,
 measured-latency model, NSGA-II with the measured samples as candidates, choice), so the student in the paper
-table is the one this file judges. Its stages are reused when done, else run. Then the chosen configuration is
-distilled on the top rung's budget to compare its predicted and actual validation scores, and NSGA-II and the
-paper's GA are compared by hypervolume on the same fitted objectives.
+table is the one this file judges. Its stages are reused when done, else run (from the kept samples of
+benchmarks/artefacts/paper-candidates and the teacher's labels, where the run folder is an earlier session's).
+Then the chosen configuration is distilled on the top rung's budget to compare its predicted and actual validation
+scores, and NSGA-II and the paper's GA are compared by hypervolume on the same fitted objectives.
 
 Writes benchmarks/results/search.{json,md}: search.json holds one row per task with the indicator's Kendall tau,
 its leave-one-out MAE and the mean baseline's, the latency model's leave-one-out error (a fraction), and the
@@ -36,14 +37,15 @@ from transformers.utils import logging as hf_logging
 
 from avatar.candidates import distill_candidate
 from avatar.indicator import Indicator
-from avatar.pipeline import Run, objectives_of, search_stages, searched_space
+from avatar.engine import Run
+from avatar.pipeline import given_labels_stage, objectives_of, search_stages, searched_space
 from avatar.search import Nsga2, PaperGA, hypervolume, search as run_search
 from avatar.smt import Feasibility
 from avatar.space import Space
 from avatar.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).parent))
-from paper_table import OUT as PAPER_OUT, SPACE, task_config  # noqa: E402  (the run whose search this file judges)
+from paper_table import OUT as PAPER_OUT, SPACE, restore_candidates, task_config  # noqa: E402  (the run whose search this file judges)
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -54,11 +56,16 @@ def run_task(task_name: str, data_root: Path) -> dict:
     config = task_config(task_name, data_root)
     settings, data_dir, out = config.search, Path(config.data), PAPER_OUT / task_name
     labels = out / "soft_labels.json"
-    if not labels.is_file():
-        sys.exit(f"error: {labels}: no soft labels yet; run python benchmarks/paper_table.py --tasks {task_name} first")
-    space = Space.paper().override(SPACE)
-    stages = search_stages(Run(out), task, space, settings, data_dir, config.seed, labels, distill=config.distill,
-                           threads=config.measure.threads)
+    restore_candidates(task_name)  # a run folder of an earlier session's: its kept samples are not distilled again
+    run = Run(out)
+    with run.writing():
+        if not labels.is_file() and config.teacher_labels:  # the teacher's labels as the paper run takes them
+            given_labels_stage(run, task, task.load(data_dir, seed=config.seed), Path(config.teacher_labels))
+        if not labels.is_file():
+            sys.exit(f"error: {labels}: no soft labels yet; run python benchmarks/paper_table.py --tasks {task_name} first")
+        space = Space.paper().override(SPACE)
+        stages = search_stages(run, task, space, settings, data_dir, config.seed, labels, distill=config.distill,
+                               threads=config.measure.threads)
     search_seconds = sum(s.seconds for s in stages.values())  # as the stages took when they ran
     searched = searched_space(out, space)
     indicator = Indicator.load(out / "indicator" / "indicator.json", searched)
