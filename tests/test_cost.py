@@ -34,6 +34,6 @@ def test_parameter_count_equals_built_model(seed, task_name):
 
 def test_clone_head_is_wider_and_bytes_follow_params():
     cfg = StudentConfig()
-    assert parameter_count(cfg, 2) - parameter_count(cfg, 1) == cfg.hidden_size**2
+    assert parameter_count(cfg, 2) - parameter_count(cfg, 1) == 2 * cfg.hidden_size**2  # the pair head reads 3H, not H
     assert size_bytes(cfg, 1) == 4 * parameter_count(cfg, 1)
     assert size_bytes(cfg, 1, bytes_per_param=1) == parameter_count(cfg, 1)

@@ -39,10 +39,36 @@ def test_defect_folder_loads_with_auto_classes(tmp_path, tiny_encoder):
     assert hf.config.num_labels == 2
 
 
-def test_pair_classifier_concatenates_first_tokens(tiny_encoder):
-    model, _ = load_pretrained(get_task("clone"), str(tiny_encoder))
-    assert isinstance(model, PairClassifier)
-    assert model.dense.in_features == 2 * model.config.hidden_size
+def test_pair_head_scores_a_pair_the_same_either_way_round(tiny_encoder, clone_data):
+    task = get_task("clone")
+    model, tokenizer = load_pretrained(task, str(tiny_encoder))
+    assert isinstance(model, PairClassifier) and model.pair_head == "symmetric"
+    assert model.dense.in_features == 3 * model.config.hidden_size  # a + b, a * b, |a - b|
+    model.eval()
+    ids, mask = collate(encode(tokenizer, get_task("clone").load(clone_data).test, 64), range(6))
+    swapped = model(ids.flip(1), mask.flip(1))
+    torch.testing.assert_close(model(ids, mask), swapped)
+    assert not torch.allclose(model(ids, mask)[:, 1], model(ids, mask)[:1, 1].expand(6))  # it does read the pair
+
+
+def test_folder_of_an_older_version_loads_its_side_by_side_head(tmp_path, tiny_encoder, clone_data):
+    import json
+
+    task = get_task("clone")
+    model, tokenizer = load_pretrained(task, str(tiny_encoder))
+    older = PairClassifier(model.encoder, task.num_classes, pair_head="concat").eval()
+    save_classifier(older, tokenizer, task, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    del config["avatar_pair_head"]  # as folders written before the key existed
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    loaded, _ = load_classifier(tmp_path / "m", task)
+    assert loaded.pair_head == "concat" and loaded.dense.in_features == 2 * model.config.hidden_size
+    ids, mask = collate(encode(tokenizer, task.load(clone_data).test, 64), range(4))
+    torch.testing.assert_close(loaded(ids, mask), older(ids, mask))
+    config["avatar_pair_head"] = "bilinear"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AvatarError, match="config.json: model config names an unknown pair head 'bilinear'"):
+        load_classifier(tmp_path / "m", task)
 
 
 def test_build_from_config_is_random_init(tiny_encoder):

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from avatar._io import sha256_json
+from avatar.cost import PAIR_HEAD
 from avatar.distill import DistillConfig
 from avatar.executor import Executor, run_jobs
 
@@ -21,8 +22,11 @@ from avatar.executor import Executor, run_jobs
 RESULT_FORMAT = 3  # 3: per-example validation margins included; results of another format are redone, not misread
 
 
-def candidate_key(config: dict, data: dict, soft_labels_key: str, budget: DistillConfig) -> str:
-    return sha256_json({"format": RESULT_FORMAT, "config": config, "data": data, "teacher": soft_labels_key, "budget": asdict(budget)})[:24]
+def candidate_key(config: dict, data: dict, soft_labels_key: str, budget: DistillConfig, num_inputs: int = 1) -> str:
+    """A pair task's key also names the pair head: a result of another head is other work."""
+    head = {"pair_head": PAIR_HEAD} if num_inputs > 1 else {}  # single-function keys are those of earlier versions
+    return sha256_json({"format": RESULT_FORMAT, "config": config, "data": data, "teacher": soft_labels_key, "budget": asdict(budget),
+                        **head})[:24]
 
 
 def distill_candidate(job: dict) -> dict:
@@ -65,9 +69,12 @@ def score_candidates(
     """Validation results of every configuration, in order (``valid``: every metric, so the indicator can choose
     which one to learn); finished candidates are read back, not redone. ``device``: where each job trains (a
     ``DeviceConfig`` as a dict; not in the key: a result is the same work wherever it ran)."""
+    from avatar.tasks import get_task
+
+    num_inputs = get_task(task_name, data_dir).num_inputs
     jobs = [
         {
-            "key": candidate_key(c, data_fingerprint, soft_labels_key, budget),
+            "key": candidate_key(c, data_fingerprint, soft_labels_key, budget, num_inputs),
             "config": c, "task": task_name, "data_dir": data_dir, "seed": seed,
             "soft_labels": str(Path(soft_labels).resolve()), "budget": asdict(budget), "threads": threads,
             "device": device or {},

@@ -13,6 +13,13 @@ from avatar.student import POSITION_OFFSET, StudentConfig
 MB = 1024 * 1024  # bytes in the "MB" of budgets and reports (as the paper's 3 MB / 160x figures use)
 FP32_BYTES = 4  # bytes per parameter of the weights budgets and sizes count (fp32)
 INT8_BYTES = 1  # bytes per parameter after int8 quantisation (scales aside)
+PAIR_HEAD = "symmetric"  # a pair model's head reads a + b, a * b and |a - b| of its functions' first-token vectors a, b
+PAIR_HEAD_FEATURES = {"concat": 2, "symmetric": 3}  # vectors of width H the head's dense layer reads, by head kind
+
+
+def head_width(num_inputs: int, pair_head: str = PAIR_HEAD) -> int:
+    """How many H-wide vectors the head's dense layer reads: the first-token vector, or a pair head's features."""
+    return 1 if num_inputs == 1 else PAIR_HEAD_FEATURES[pair_head]
 
 
 def params_of(V, L, H, I, heads, S, relative, num_inputs):  # noqa: E741 (I: intermediate size, as in the paper)
@@ -25,7 +32,7 @@ def params_of(V, L, H, I, heads, S, relative, num_inputs):  # noqa: E741 (I: int
     embeddings = V * H + P * H + H + 2 * H  # words, positions, one token type, LayerNorm
     attention = 4 * (H * H + H) + 2 * H + relative * (2 * P - 1) * (H // heads)  # q, k, v, out; LN; distances
     feed_forward = H * I + I + I * H + H + 2 * H  # up, down; LayerNorm
-    head = num_inputs * H * H + H + H * 2 + 2  # dense over the first-token vector(s), then two logits
+    head = head_width(num_inputs) * H * H + H + H * 2 + 2  # dense over the first-token vector (a pair: its features), then two logits
     return embeddings + L * (attention + feed_forward) + head
 
 
@@ -37,7 +44,7 @@ def flops_of(L, H, I, T, relative_terms, num_inputs):  # noqa: E741
     2 relative_key_query (extra T x T x H products per layer).
     """
     per_layer = 4 * T * H * H + (2 + relative_terms) * T * T * H + 2 * T * H * I  # projections, attention, FFN
-    head = num_inputs * H * H + 2 * H
+    head = head_width(num_inputs) * H * H + 2 * H
     return 2 * (num_inputs * L * per_layer + head)
 
 

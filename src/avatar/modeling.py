@@ -2,8 +2,10 @@
 
 A model takes ``input_ids`` / ``attention_mask`` of shape (B, n, T), n being the task's functions per example,
 and returns logits (B, C), one per class of the task. Single-function models are plain Hugging Face sequence
-classifiers; pair models encode each function on its own and classify the two first-token vectors, as
-CodeXGLUE's BigCloneBench model. A model's config.json carries its task (kind, classes in order, language).
+classifiers; pair models encode each function on its own, as CodeXGLUE's BigCloneBench model, and classify
+features of the two first-token vectors a, b that do not depend on their order (a + b, a * b, |a - b|; folders
+of older versions: a and b side by side). A model's config.json carries its task (kind, classes in order,
+language) and a pair model's head kind.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from transformers import (
     RobertaConfig,
 )
 
+from avatar.cost import PAIR_HEAD, PAIR_HEAD_FEATURES
 from avatar.errors import AvatarError
 from avatar.graphcodebert import graph_encode
 from avatar.settings import DEFAULT_MAX_LENGTH, MINILM
@@ -38,19 +41,25 @@ log = logging.getLogger(__name__)
 
 TASK_KEY = "avatar_task"  # entry in config.json: the task the head belongs to (its spec; a preset's name in older folders)
 MAX_LENGTH_KEY = "avatar_max_length"  # entry in config.json: tokens per function the model was trained to read
+PAIR_HEAD_KEY = "avatar_pair_head"  # entry in config.json: a pair model's head kind (absent: "concat", older folders)
 WEIGHTS = "model.safetensors"
 TRAIN_IDS = "train_ids.json"  # ids of the examples a teacher was fine-tuned on; it must not label them
 
 
 class PairClassifier(nn.Module):
-    """Clone model: encode each function separately, concatenate the first-token vectors, classify."""
+    """Clone model: encode each function separately, classify features of the two first-token vectors.
 
-    def __init__(self, encoder: PreTrainedModel, num_classes: int = 2):
+    ``pair_head`` "symmetric" (new models): a + b, a * b and |a - b|, so a pair scores the same either way round
+    (on real BigCloneBench it also learned faster: benchmarks/results/pair_head.md); "concat": a and b side by
+    side, as CodeXGLUE's model and Avatar's older folders."""
+
+    def __init__(self, encoder: PreTrainedModel, num_classes: int = 2, pair_head: str = PAIR_HEAD):
         super().__init__()
         hidden = encoder.config.hidden_size
         self.encoder = encoder
+        self.pair_head = pair_head
         self.dropout = nn.Dropout(encoder.config.hidden_dropout_prob)
-        self.dense = nn.Linear(2 * hidden, hidden)
+        self.dense = nn.Linear(PAIR_HEAD_FEATURES[pair_head] * hidden, hidden)
         self.out_proj = nn.Linear(hidden, num_classes)
 
     @property
@@ -74,6 +83,9 @@ class PairClassifier(nn.Module):
 
     def head(self, pair: torch.Tensor) -> torch.Tensor:
         """Logits (B, C) from two first-token vectors side by side (B, 2H)."""
+        if self.pair_head == "symmetric":
+            a, b = pair.chunk(2, dim=-1)
+            pair = torch.cat([a + b, a * b, (a - b).abs()], dim=-1)  # (B, 3H)
         x = torch.tanh(self.dense(self.dropout(pair)))
         return self.out_proj(self.dropout(x))
 
@@ -202,6 +214,7 @@ def save_classifier(model: Classifier, tokenizer: PreTrainedTokenizerBase, task:
     if isinstance(model, SequenceClassifier):
         model.hf_model.save_pretrained(out_dir)
     else:
+        setattr(model.config, PAIR_HEAD_KEY, model.pair_head)
         model.config.save_pretrained(out_dir)
         save_model(model, str(out_dir / WEIGHTS))
     tokenizer.save_pretrained(out_dir)
@@ -276,7 +289,11 @@ def load_classifier(model_dir: Path, task: Task) -> tuple[Classifier, PreTrained
         if task.num_inputs == 1:
             model: Classifier = SequenceClassifier(AutoModelForSequenceClassification.from_pretrained(model_dir))
         else:
-            model = PairClassifier(_encoder(AutoModel.from_config, config), task.num_classes)
+            head = getattr(config, PAIR_HEAD_KEY, "concat")
+            if head not in PAIR_HEAD_FEATURES:
+                raise AvatarError(f"model config names an unknown pair head {head!r} ({PAIR_HEAD_KEY}); "
+                                  f"known: {', '.join(PAIR_HEAD_FEATURES)}", model_dir / "config.json")
+            model = PairClassifier(_encoder(AutoModel.from_config, config), task.num_classes, head)
             load_model(model, str(model_dir / WEIGHTS))
     except (OSError, RuntimeError, ValueError, SafetensorError) as e:  # truncated or mismatched weights
         raise AvatarError(f"cannot load weights: {str(e).splitlines()[0]}", model_dir / WEIGHTS) from None
