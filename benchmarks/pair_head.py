@@ -4,8 +4,8 @@
     python benchmarks/pair_head.py
 
 The student is a ~1.2 MB one (BPE 3000, 2 layers, hidden 64, 256 tokens, lr 1e-3, batch 32), distilled for STEPS
-optimiser steps on the first STEPS x 32 of the CodeBERT teacher's labelled unlabelled pairs (its predictions,
-../shared/data/bigclonebench/extra, hard labels) with each seed; checkpoint choice on 1,000 validation pairs, scored on
+optimiser steps on a stratified, seeded sample of STEPS x 32 of the unlabelled pairs, with the CodeBERT teacher's
+labels (its predictions, ../shared/data/bigclonebench/extra, hard labels), with each seed; checkpoint choice on 1,000 validation pairs, scored on
 the full 4,000-pair test set (F1 with its 95 % bootstrap interval). About 5 minutes a run on 2 cores. Writes
 benchmarks/results/pair_head.{json,md}. Runs are cached by folder (benchmarks/out/pair_head).
 """
@@ -89,7 +89,7 @@ def main() -> None:
     (RESULTS / "pair_head.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# The pair head on real BigCloneBench (CPU)", "", f"Command: `{result['command'].strip()}`. Machine: {result['machine']}.",
              f"Student: BPE 3000, 2 layers, hidden 64, 256 tokens, batch 32, lr 1e-3; {STEPS} optimiser steps on the CodeBERT "
-             "teacher's labels of the first unlabelled pairs; best checkpoint on 1,000 validation pairs; full 4,000-pair test set "
+             "teacher's labels of a stratified sample of the unlabelled pairs; best checkpoint on 1,000 validation pairs; full 4,000-pair test set "
              f"(constant-prediction baseline F1 {next(iter(rows['concat']['seeds'].values()))['test']['baseline']['f1']:.4f}).", "",
              "| head | seed | valid F1 | valid ROC AUC | test F1 [95 % interval] | test ROC AUC | train s |", "|---|---|---|---|---|---|---|"]
     for head, r in rows.items():
