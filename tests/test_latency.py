@@ -42,3 +42,20 @@ def test_model_fits_a_latency_that_follows_its_features():
     model = LatencyModel.fit(configs, truth, 1)
     assert model.report["measurements"] == 12 and model.report["loocv_mape"] < 0.05
     np.testing.assert_allclose(model.predict(configs), truth, rtol=0.05)
+
+
+def test_model_fits_attention_products_over_a_wide_range_of_lengths():
+    # at long inputs and small widths a CPU's time goes to queries x keys and weights x values (L * T^2 * H), and
+    # relative position embeddings do that work again; with the heads fixed, L * heads * T^2 cannot stand in for it
+    wide = {**SMALL, "max_sequence_length": {"low": 64, "high": 512, "step": 64}, "num_attention_heads": {"low": 2, "high": 2}}
+    space = Space.paper().override(wide)
+    configs = sample(space, Feasibility(space, Constraints(2 * MB, 1)), n=16, seed=2)
+    assert len({c["max_sequence_length"] for c in configs}) > 3 and len({c["hidden_size"] for c in configs}) > 2
+    assert len({c["position_embedding_type"] for c in configs}) > 1
+
+    def truth(c):
+        products = c["num_hidden_layers"] * c["max_sequence_length"] ** 2 * c["hidden_size"] / 1e9
+        return 0.3 + 5.0 * products * (1 + (c["position_embedding_type"] != "absolute")) + 0.1 * c["num_hidden_layers"]
+
+    model = LatencyModel.fit(configs, [truth(c) for c in configs], 1)
+    assert model.report["loocv_mape"] < 0.01  # the old features (heads x T^2 alone) miss by about 5 %

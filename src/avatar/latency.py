@@ -3,7 +3,8 @@
 Latency does not depend on weights, so candidate architectures are built with random weights and timed at
 batch size 1 on full-length inputs, with the threads the measurement stage uses. A non-negative linear model on
 the terms a CPU spends its time on, per layer and input (projections L·T·H², feed-forward L·T·H·I, attention
-scores L·heads·T², element-wise work L·T·H, per-layer overhead L, and a constant), is fitted to minimise the
+products L·T²·H (queries × keys, weights × values), the same again for relative position embeddings, softmax
+over L·heads·T² scores, element-wise work L·T·H, per-layer overhead L, and a constant), is fitted to minimise the
 relative error (what the leave-one-out error reports). Measurements are cached per machine (processor, torch
 version, threads), so a rerun measures only new architectures.
 """
@@ -81,8 +82,10 @@ def _features(configs: list[dict], num_inputs: int) -> np.ndarray:
     for c in configs:
         L, T, H, I, A = (c["num_hidden_layers"], c["max_sequence_length"], c["hidden_size"], c["intermediate_size"],
                          c["num_attention_heads"])
-        rows.append([num_inputs * L * T * H * H / 1e9, num_inputs * L * T * H * I / 1e9, num_inputs * L * A * T * T / 1e8,
-                     num_inputs * L * T * H / 1e7, L, 1.0])
+        relative = int(c["position_embedding_type"] != "absolute")
+        rows.append([num_inputs * L * T * H * H / 1e9, num_inputs * L * T * H * I / 1e9, num_inputs * L * T * T * H / 1e9,
+                     relative * num_inputs * L * T * T * H / 1e9,
+                     num_inputs * L * A * T * T / 1e8, num_inputs * L * T * H / 1e7, L, 1.0])
     return np.array(rows)
 
 
