@@ -116,7 +116,7 @@ def test_every_stage_setting_is_an_option_of_its_section(tmp_path):
 def test_a_graphcodebert_teacher_is_configured_in_the_finetune_section(tmp_path):
     config = load_config_text(tmp_path, '[finetune]\nmodel_type = "graphcodebert"\nflow_length = 64\n')
     assert config.finetune.model_type == "graphcodebert"
-    assert config.finetune.lengths("defect") == (400, 64) and config.finetune.lengths("clone") == (384, 64)
+    assert config.finetune.lengths(1) == (400, 64) and config.finetune.lengths(2) == (384, 64)
 
 
 def test_every_numeric_setting_has_a_range():

@@ -302,3 +302,19 @@ def test_compress_runs_a_three_class_task_end_to_end(tmp_path, tiny_encoder):
     manifest = json.loads((tmp_path / "run" / "onnx" / "avatar.json").read_text())
     assert manifest["classes"] == ["clean", "overflow", "smell"] and manifest["language"] == "c"
     assert "macro_f1" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_graphcodebert_teacher_fine_tunes_on_a_users_task(tmp_path, tiny_encoder):
+    import json
+
+    from typer.testing import CliRunner
+
+    from avatar.cli import app
+
+    data = write_classes_data(tmp_path / "cwe", sizes=(40, 12, 12))
+    out = tmp_path / "teacher"
+    r = CliRunner().invoke(app, ["finetune", "--task", "classify", "--model", str(tiny_encoder), "--data", str(data), "--out", str(out),
+                                 "--model-type", "graphcodebert", "--max-length", "32", "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["avatar_model_type"] == "graphcodebert" and config["avatar_flow_length"] == 114  # one function an example: Devign's default

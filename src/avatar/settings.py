@@ -18,7 +18,7 @@ BUDGET_MB = 3.0  # the default size budget of a student: the paper's 3 MB (fp32 
 DEFAULT_MAX_LENGTH = 256  # tokens per function an encoder reads when nothing says otherwise
 MODEL_TYPES = ("encoder", "graphcodebert")
 # the paper's GraphCodeBERT teachers: (code tokens, data-flow nodes) per function
-GRAPH_LENGTHS = {"defect": (400, 114), "clone": (384, 128)}
+GRAPH_LENGTHS = {1: (400, 114), 2: (384, 128)}  # GraphCodeBERT code tokens, data-flow nodes by functions per example (CodeXGLUE: Devign, BigCloneBench)
 
 
 @dataclass
@@ -48,10 +48,11 @@ class FinetuneConfig(TrainConfig):
     limit: int | None = None  # at most this many labelled training examples (stratified, seeded)
     eval_limit: int | None = None  # at most this many validation and test examples each
 
-    def lengths(self, task: str) -> tuple[int, int | None]:
-        """Code tokens and data-flow nodes per function (no nodes for an encoder): the settings, else the defaults."""
+    def lengths(self, num_inputs: int) -> tuple[int, int | None]:
+        """Code tokens and data-flow nodes per function (no nodes for an encoder), for a task whose examples hold
+        ``num_inputs`` functions: the settings, else the defaults."""
         if self.model_type == "graphcodebert":
-            code, flow = GRAPH_LENGTHS[task]
+            code, flow = GRAPH_LENGTHS[num_inputs]
             return self.max_length or code, self.flow_length or flow
         return self.max_length or DEFAULT_MAX_LENGTH, None
 

@@ -29,7 +29,7 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
     check_settings(config)
     check_replaceable(out_dir)
     seed = config.seed
-    max_length, flow = config.lengths(task.name)
+    max_length, flow = config.lengths(task.num_inputs)
     torch.manual_seed(seed)
     model, tokenizer = load_pretrained(task, config.model)
     positions = getattr(model.config, "max_position_embeddings", None)
