@@ -129,6 +129,8 @@ def test_measured_samples_are_candidates_and_the_only_ones_when_the_surrogate_is
     assert len(keys) == len(set(keys))  # the sample the search also found appears once
     only = with_measured(result, samples, [0.6, 0.55], obj, use_predictions=False).rows()
     assert {r["source"] for r in only} == {"measured"} and len(only) <= 2
+    fallback = only[choose(objectives_of_rows(only, "gflops"), "effectiveness")]  # the best measured sample is the choice
+    assert {n: fallback[n] for n in NAMES} == {n: good[n] for n in NAMES} and fallback["predicted_effectiveness"] == pytest.approx(0.6)
     assert rows_are_non_dominated(merged.F)
 
 
