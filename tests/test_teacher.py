@@ -21,7 +21,9 @@ def test_finetune_writes_a_complete_teacher_folder(tmp_path, tiny_encoder, defec
     saved = json.loads((tmp_path / "teacher" / "metrics.json").read_text())
     assert saved == metrics
     assert metrics["examples"] == {"train": 40, "valid": 20, "test": 20}
-    assert set(metrics["test"]) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
+    assert {"accuracy", "precision", "recall", "f1", "roc_auc", "interval95", "baseline"} <= set(metrics["test"])
+    lo, hi = metrics["test"]["interval95"]["accuracy"]
+    assert lo <= metrics["test"]["accuracy"] <= hi  # the test score comes with its interval and baseline
     assert metrics["settings"]["max_length"] == 48
     # the saved weights are the ones that were scored
     model, tokenizer = load_classifier(tmp_path / "teacher", task)

@@ -5,15 +5,26 @@ from __future__ import annotations
 from rich.table import Table
 
 
-def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
-    """Scores by split: accuracy, precision, recall, F1 (two classes) or their macro averages (more)."""
-    names = [k for k in next(iter(rows.values())) if k != "roc_auc"]
+def metrics_table(title: str, rows: dict[str, dict]) -> Table:
+    """Scores by split: accuracy, precision, recall, F1 (two classes) or their macro averages (more), each with its
+    95 % interval where the split has them, and a row for the constant-prediction baseline of each split that gives one."""
+    names = [k for k, v in next(iter(rows.values())).items() if isinstance(v, float) and k not in ("roc_auc", "prediction_spread")]
     table = Table(title=title)
     table.add_column("split")
     for name in names:
         table.add_column(name.replace("_", "-"), justify="right")
+
+    def cell(m: dict, k: str) -> str:
+        lo_hi = m.get("interval95", {}).get(k)
+        return f"{m[k]:.4f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
+
     for split, m in rows.items():
-        table.add_row(split, *(f"{m[k]:.4f}" for k in names))
+        table.add_row(split, *(cell(m, k) for k in names))
+    for split, m in rows.items():
+        if "baseline" in m:
+            table.add_row(f"{split}: constant baseline", *(f"{m['baseline'][k]:.4f}" if k in m["baseline"] else "-" for k in names))
+    if any("interval95" in m for m in rows.values()):
+        table.caption = "[95 % bootstrap interval]; baseline: the best constant prediction (majority class, or always positive for F1)"
     return table
 
 
@@ -24,12 +35,15 @@ def energy_cell(r: dict) -> str:
 
 def results_table(results: list[dict], main_metric: str) -> Table:
     table = Table(title="measurements")
-    for col in ("model", main_metric, "params", "size MB", "tokens/input", "latency ms (p50/p90)", "ex/s", "J/example", "gCO2e/1k"):
+    for col in ("model", f"{main_metric} [95 % interval]", "constant baseline", "params", "size MB", "tokens/input", "latency ms (p50/p90)", "ex/s", "J/example", "gCO2e/1k"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results:
-        score = "n/a (random weights)" if r["test"] is None else f"{r['test'][main_metric]:.4f}"
+        t = r["test"]
+        lo_hi = None if t is None else t.get("interval95", {}).get(main_metric)
+        score = "n/a (random weights)" if t is None else f"{t[main_metric]:.4f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
+        floor = "-" if t is None or main_metric not in t.get("baseline", {}) else f"{t['baseline'][main_metric]:.4f}"
         table.add_row(
-            r["model"], score, "-" if r["parameters"] is None else f"{r['parameters']:,}", f"{r['size_mb']:.2f}",
+            r["model"], score, floor, "-" if r["parameters"] is None else f"{r['parameters']:,}", f"{r['size_mb']:.2f}",
             f"{r['inputs']['tokens_per_input']:.0f}",
             f"{r['latency_ms']['median']:.2f} / {r['latency_ms']['p90']:.2f}",
             f"{r['throughput']['examples_per_second']:.1f}",

@@ -323,7 +323,7 @@ def compare(
 ) -> None:
     """Measure models in one interleaved run and print each one's ratios against the first."""
     from avatar.measure import ratios
-    from avatar.report import ratio_sentence
+    from avatar.report import difference_words, ratio_sentence
 
     if len(models) < 2:
         raise AvatarError("compare needs at least two models (the reference first)")
@@ -334,9 +334,9 @@ def compare(
         return
     console.print(results_table(results, t.main_metric))
     for name, q in zip(models[1:], rel):
-        diff = f", {t.main_metric} {q['score_difference']:+.4f}" if "score_difference" in q else ""
+        diff = difference_words(q, t.main_metric)
         console.print(
-            f"{name}: {ratio_sentence(q)}{diff} vs {results[0]['model']}",
+            f"{name}: {ratio_sentence(q)}" + (f", {diff}" if diff else "") + f" vs {results[0]['model']}",
             soft_wrap=True,  # one line per model, however long its path: easy to grep and copy
         )
     console.print(footer(results), soft_wrap=True)

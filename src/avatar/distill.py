@@ -29,8 +29,9 @@ from avatar.labels import SoftLabels
 from avatar.modeling import MAX_LENGTH_KEY, Classifier, build_student, save_classifier
 from avatar.student import StudentConfig
 from avatar.settings import DistillConfig, TrainConfig
+from avatar.stats import test_scores
 from avatar.tasks import Example, Task, TaskData, fingerprint, limit_examples
-from avatar.trainer import Checkpoint, Encoded, Trainer, encode, predict_logits, score, score_and_logits
+from avatar.trainer import Checkpoint, Encoded, Trainer, encode, predict_logits, score_and_logits
 from avatar.vocab import distinct_texts, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,8 @@ def distill(
         "valid": valid_scores,
         # per validation example, for the score's noise: margins (two classes) or predicted classes
         **({"valid_margins": [round(float(m), 4) for m in valid_margins]} if valid_margins is not None else {"valid_preds": valid_preds}),
-        "test": score(task, model, test, accel.eval_batch_size, accel),
+        # with its 95 % bootstrap intervals and the constant-prediction baseline
+        "test": test_scores(task, test.labels, predict_logits(model, test, accel.eval_batch_size, accel=accel)),
         "agreement_with_teacher": _agreement(model, train.subset(range(len(train_ex))), accel),
         "parameters": parameter_count(student, task.num_inputs),
         "best_step": result.best_step,

@@ -96,15 +96,24 @@ def ratio_sentence(q: dict) -> str:
     return text
 
 
+def difference_words(q: dict, metric: str) -> str:
+    """The score difference of :func:`avatar.measure.ratios`, with McNemar's p where both scored the same test
+    examples ("" where a model had no score)."""
+    if "score_difference" not in q:
+        return ""
+    words = f"{metric} {q['score_difference']:+.4f}"
+    if "mcnemar" in q:  # whether the two err on different examples more than chance would
+        words += f" (McNemar p = {q['mcnemar']['p_value']:.3g} on the same test examples)"
+    return words
+
+
 def ratio_lines(metrics: dict) -> list[str]:
     """Student vs teacher and vs each reference architecture, then a plain line for any model that learned nothing."""
     lines = []
     teacher = [("the teacher", metrics["student_vs_teacher"])] if "student_vs_teacher" in metrics else []
     for ref, q in [*teacher, *metrics["student_vs_architectures"].items()]:
-        diff = f"; {metrics['main_metric']} {q['score_difference']:+.4f}" if "score_difference" in q else ""
-        if "mcnemar" in q:  # whether the two err on different examples more than chance would
-            diff += f" (McNemar p = {q['mcnemar']['p_value']:.3g} on the same test examples)"
-        lines.append(f"student vs {ref}: {ratio_sentence(q)}{diff}")
+        diff = difference_words(q, metrics["main_metric"])
+        lines.append(f"student vs {ref}: {ratio_sentence(q)}" + (f"; {diff}" if diff else ""))
     return lines + nothing_lines(metrics)
 
 

@@ -15,10 +15,11 @@ from avatar.device import CPU, Accelerator
 from avatar.errors import AvatarError
 from avatar.modeling import MAX_LENGTH_KEY, TRAIN_IDS, load_pretrained, save_classifier
 from avatar.settings import FinetuneConfig, check_settings
+from avatar.stats import test_scores
 from avatar.student import POSITION_OFFSET
 from avatar.tasks import Task, TaskData, fingerprint, limit_examples
 from avatar.graphcodebert import FLOW_LENGTH_KEY, MODEL_TYPE_KEY
-from avatar.trainer import Checkpoint, Trainer, encode, encode_graphs, score
+from avatar.trainer import Checkpoint, Trainer, encode, encode_graphs, predict_logits, score
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ def finetune(task: Task, data: TaskData, out_dir: Path, config: FinetuneConfig, 
         "data": data_fingerprints(data),
         "main_metric": task.main_metric,
         "valid": score(task, model, valid, accel.eval_batch_size, accel),
-        "test": score(task, model, test, accel.eval_batch_size, accel),
+        # with its 95 % bootstrap intervals and the constant-prediction baseline
+        "test": test_scores(task, test.labels, predict_logits(model, test, accel.eval_batch_size, accel=accel)),
         "best_step": result.best_step,
         "steps": result.steps,
         "train_seconds": round(train_seconds, 1),
