@@ -143,7 +143,7 @@ def test_the_threshold_and_calibration_are_chosen_on_validation_and_go_with_the_
         model = ExportedModel(exports["defect"], precision)
         assert model.threshold == d["threshold"] and d["calibration"]["fitted_on"] == "validation"
         assert d["validation"]["examples"] == len(data.valid) and d["test"]["examples"] == len(data.test)
-        assert d["scores"]["examples"] == len(data.test) and set(d["scores"]["baseline"]) == {"accuracy", "f1"}
+        assert d["scores"]["examples"] == len(data.test) and set(d["scores"]["baseline"]) == {"accuracy", "f1", "roc_auc"}
         # what the export recorded is what the runtime's logits give on the validation split, redone here
         logits = model.logits([ex.texts for ex in data.valid]).astype(float)
         margin = logits[:, 1] - logits[:, 0]

@@ -11,8 +11,9 @@ def _result(role, params, ms, joules, acc, tokens=200.0, resolved=True):
     return {
         "role": role, "model": role, "parameters": params, "size_mb": 4 * params / 2**20, "size_bytes": 4 * params,
         "size_basis": "fp32 weights", "inputs": {"functions": 50, "tokens_per_input": tokens, "tokenisation": "its own"},
-        "test": None if acc is None else {"accuracy": acc, "interval95": {"accuracy": [acc - 0.02, acc + 0.02]},
-                                          "baseline": {"accuracy": 0.54}, "examples": 55, "prediction_spread": 0.1,
+        "test": None if acc is None else {"accuracy": acc, "roc_auc": acc + 0.05,
+                                          "interval95": {"accuracy": [acc - 0.02, acc + 0.02], "roc_auc": [acc + 0.02, acc + 0.08]},
+                                          "baseline": {"accuracy": 0.54, "roc_auc": 0.5}, "examples": 55, "prediction_spread": 0.1,
                                           "correct": [1] * 30 + [0] * 25 if role == "teacher" else [0] * 30 + [1] * 25},
         "latency_ms": {"median": ms, "p90": ms, "runs": 5, "threads": 2},
         "throughput": {"examples_per_second": 1000 / ms, "batch_size": 32},
@@ -37,6 +38,11 @@ def test_headline_table_and_ratio_lines_carry_the_energy_method_and_what_was_equ
     table = {r[0]: r[1:] for r in rows}
     assert table["test accuracy [95 % interval]"] == ["0.5700 [0.550, 0.590]", "0.5600 [0.540, 0.580]", "n/a"]
     assert table["majority-class baseline accuracy"] == ["0.5400", "0.5400", "n/a"]
+    # every score the test carries an interval for, each with its baseline, after the main one
+    assert table["test roc_auc [95 % interval]"] == ["0.6200 [0.590, 0.650]", "0.6100 [0.580, 0.640]", "n/a"]
+    assert table["chance (a constant or random score) baseline roc_auc"] == ["0.5000", "0.5000", "n/a"]
+    assert [r[0] for r in rows][:4] == ["test accuracy [95 % interval]", "majority-class baseline accuracy",
+                                        "test roc_auc [95 % interval]", "chance (a constant or random score) baseline roc_auc"]
     assert table["tokens per input (mean over the same 50 test functions)"] == ["200", "180", "230"]
     assert all("(estimate)" in cell for cell in table["energy J/example"] + table["gCO2e / 1000 examples"])
     lines = ratio_lines(METRICS)

@@ -52,16 +52,24 @@ def headline(metrics: dict) -> tuple[list[str], list[list[str]]]:
     def row(label: str, fn) -> list[str]:
         return [label, *(fn(r) for r in results)]
 
-    def scored(r: dict) -> str:
-        if r["test"] is None:
-            return "n/a"
-        lo_hi = r["test"].get("interval95", {}).get(main)
-        return f"{r['test'][main]:.4f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
+    def scored(metric: str):
+        def cell(r: dict) -> str:
+            if r["test"] is None:
+                return "n/a"
+            lo_hi = r["test"].get("interval95", {}).get(metric)
+            return f"{r['test'][metric]:.4f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
+        return cell
 
+    def floor(metric: str):
+        return lambda r: "n/a" if r["test"] is None or metric not in r["test"]["baseline"] else f"{r['test']['baseline'][metric]:.4f}"
+
+    # the main metric first, then the others the test scores carry intervals for (F1, ROC AUC), each with its baseline
+    scored_by = next((r["test"] for r in results if r["test"] is not None), {})
+    metrics_shown = [main, *(k for k in scored_by.get("interval95", {}) if k != main)]
     n = results[0]["inputs"]["functions"]
     rows = [
-        row(f"test {main} [95 % interval]", scored),
-        row(f"{BASELINE_RULE[main]} baseline {main}", lambda r: "n/a" if r["test"] is None else f"{r['test']['baseline'][main]:.4f}"),
+        *(line for m in metrics_shown for line in (row(f"test {m} [95 % interval]", scored(m)),
+                                                    row(f"{BASELINE_RULE[m]} baseline {m}", floor(m)))),
         row("parameters", lambda r: "-" if r["parameters"] is None else f"{r['parameters']:,}"),
         row("size MB (fp32 weights; ONNX: its files)", lambda r: f"{r['size_mb']:.2f}"),
         row(f"tokens per input (mean over the same {n} test functions)", lambda r: f"{r['inputs']['tokens_per_input']:.0f}"),

@@ -13,18 +13,20 @@ BOOTSTRAP_SAMPLES = 1000  # resamples of the test set per interval
 LEVEL = 0.95  # coverage of the intervals
 
 
-BASELINE_RULE = {"accuracy": "majority-class", "f1": "always-positive", "macro_f1": "best constant-class"}  # the constant prediction that scores best
+BASELINE_RULE = {"accuracy": "majority-class", "f1": "always-positive", "macro_f1": "best constant-class",  # the constant prediction that scores best
+                 "roc_auc": "chance (a constant or random score)"}
 SPREAD_FLOOR = 0.01  # a model whose P(class 1) varies less than this over the test set (sd) says the same of everything
 
 
 def baseline(task, labels) -> dict[str, float]:
     """What a model that learned nothing gets: the best constant prediction's score on these labels (accuracy:
-    the majority class; F1 of class 1: always predicting it; macro-F1: the best single class)."""
+    the majority class; F1 of class 1: always predicting it; macro-F1: the best single class; ROC AUC: 0.5)."""
     labels = np.asarray(labels)
     majority = int(np.bincount(labels, minlength=task.num_classes).argmax())
     out = {"accuracy": task.metrics(labels.tolist(), [majority] * len(labels))["accuracy"]}
     if task.num_classes == 2:
         out["f1"] = task.metrics(labels.tolist(), [1] * len(labels))["f1"]
+        out["roc_auc"] = 0.5  # a score that does not depend on the input ranks positives above negatives by chance
     else:
         out["macro_f1"] = max(task.metrics(labels.tolist(), [c] * len(labels))["macro_f1"] for c in range(task.num_classes))
     return out
