@@ -265,17 +265,22 @@ def run_task(name: str, plan: dict, data_dir: Path, teacher_src: Path, out: Path
         "plan": {k: v for k, v in task_plan.items() if k != "samples"} | {"samples": len(configs)},
         "seconds": clock.seconds,
         "teacher": {"valid": teacher["valid"], "test": test_scores(task, labels, teacher_logits), "train_seconds": teacher["train_seconds"],
-                    "sequences_per_second": round(t["epochs"] * labelled * per_example / teacher["train_seconds"], 1),
+                    "sequences_per_second": _rate(t["epochs"] * labelled * per_example, teacher["train_seconds"]),
                     "tokens": t["max_length"], "batch_size": t["batch_size"]},
         "samples": {"count": len(configs), "rungs": search.rungs, "chosen": configs[best], "chosen_valid": reached[best][1]["valid"],
                     "rule": f"best measured validation {metric} at the top rung (the search itself needs pymoo, absent there)"},
         "student": {"valid": student["valid"], "test": test_scores(task, labels, student_logits),
                     "parameters": student["parameters"], "steps": student["steps"], "best_step": student["best_step"],
                     "train_seconds": student["train_seconds"], "examples": student["examples"],
-                    "sequences_per_second": round(student["steps"] * chosen.batch_size * per_example / student["train_seconds"], 1),
+                    "sequences_per_second": _rate(student["steps"] * chosen.batch_size * per_example, student["train_seconds"]),
                     "tokens": chosen.max_sequence_length, "batch_size": chosen.batch_size, "loss": student["loss"]},
         "examples": {"labelled": labelled, "unlabelled": unlabelled, "test": len(data.test)},
     }
+
+
+def _rate(sequences: int, seconds: float) -> float | None:
+    """Sequences per second; None where the time (rounded to 0.1 s) is too short to give one."""
+    return round(sequences / seconds, 1) if seconds > 0 else None
 
 
 NAMES = {"defect": "Devign", "clone": "BigCloneBench"}
@@ -295,6 +300,9 @@ def collect(args) -> None:
         lo, hi = x["interval95"][m]
         return f"{x[m]:.4f} [{lo:.4f}, {hi:.4f}]"
 
+    def per_second(x: dict) -> str:
+        return "—" if x["sequences_per_second"] is None else f"{x['sequences_per_second']:.0f}"
+
     lines = ["# The full-data pipeline on one GPU", "", f"Machine: {r['machine']}. Command: `{r['command']}` (after "
              "`python benchmarks/gpu.py prepare` here). Data: the whole labelled half for the teacher, the whole unlabelled "
              "half for the student, the full test set.", ""]
@@ -306,9 +314,9 @@ def collect(args) -> None:
                   f"| | test {main} [95 % interval] | test accuracy | ROC AUC | baseline ({main}) | train s | sequences/s |",
                   "|---|---|---|---|---|---|---|",
                   f"| teacher (MiniLM-L6, {te['tokens']} tokens) | {score(te['test'], main)} | {te['test']['accuracy']:.4f} | "
-                  f"{te['test']['roc_auc']:.4f} | {te['test']['baseline'][main]:.4f} | {te['train_seconds']:.0f} | {te['sequences_per_second']:.0f} |",
+                  f"{te['test']['roc_auc']:.4f} | {te['test']['baseline'][main]:.4f} | {te['train_seconds']:.0f} | {per_second(te)} |",
                   f"| student ({st['parameters']:,} parameters, {st['tokens']} tokens) | {score(st['test'], main)} | {st['test']['accuracy']:.4f} | "
-                  f"{st['test']['roc_auc']:.4f} | {st['test']['baseline'][main]:.4f} | {st['train_seconds']:.0f} | {st['sequences_per_second']:.0f} |",
+                  f"{st['test']['roc_auc']:.4f} | {st['test']['baseline'][main]:.4f} | {st['train_seconds']:.0f} | {per_second(st)} |",
                   "", "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in t["seconds"].items()) + ".",
                   f"Indicator: {t['samples']['count']} samples, {t['samples']['rungs']} rungs; choice: {t['samples']['rule']}.", ""]
     lines += ["Run total: " + ", ".join(f"{k} {v} s" for k, v in r["seconds"].items()) + ".",
