@@ -48,8 +48,9 @@ def write_classes_data(root: Path, fmt: str = "jsonl", sizes=(150, 45, 45), task
     return root
 
 
-def write_pairs_data(root: Path, fmt: str = "csv", sizes=(120, 40, 40), seed: int = 0) -> Path:
-    """Pairs of Python-like functions: 'same' when both are of one kind; functions in data.csv."""
+def write_pairs_data(root: Path, fmt: str = "csv", sizes=(120, 40, 40), seed: int = 0, three: bool = False) -> Path:
+    """Pairs of functions: 'same' when both are of one kind; functions in data.csv. ``three``: three classes,
+    'different' or which kind both are ('same-parse', 'same-sort')."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
     words = {k: FILLER[i * 20 : (i + 1) * 20] for i, k in enumerate(("sort", "parse"))}
@@ -67,7 +68,8 @@ def write_pairs_data(root: Path, fmt: str = "csv", sizes=(120, 40, 40), seed: in
                 a, b = rng.sample(ids, 2)
                 if (funcs[a][0] == funcs[b][0]) == bool(want):
                     break
-            rows.append({"idx1": a, "idx2": b, "verdict": "same" if want else "different"})
+            verdict = ("same-" + funcs[a][0] if three else "same") if want else "different"
+            rows.append({"idx1": a, "idx2": b, "verdict": verdict})
         if fmt == "jsonl":
             (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         else:
@@ -75,7 +77,8 @@ def write_pairs_data(root: Path, fmt: str = "csv", sizes=(120, 40, 40), seed: in
                 w = csv.DictWriter(f, ["idx1", "idx2", "verdict"])
                 w.writeheader()
                 w.writerows(rows)
-    (root / "task.toml").write_text('language = "python"\nlabel_field = "verdict"\nclasses = ["different", "same"]\n')
+    classes = '["different", "same-parse", "same-sort"]\npositive = ["same-parse", "same-sort"]' if three else '["different", "same"]'
+    (root / "task.toml").write_text(f'language = "python"\nlabel_field = "verdict"\nclasses = {classes}\n')
     return root
 
 
@@ -285,6 +288,65 @@ def test_three_class_scan_lists_classes_and_flags_only_positive_ones(three_class
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
 
 
+@pytest.fixture(scope="module")
+def three_class_pairs(tmp_path_factory, tiny_encoder):
+    """A tiny pair student for a 3-class Python pairs task (JSONL), distilled from a predictions file keyed by
+    the pair, and its export."""
+    from avatar.distill import distill
+    from avatar.export import export
+    from avatar.labels import load_soft_labels
+    from avatar.predictions import import_predictions
+    from avatar.settings import DistillConfig, ExportConfig
+
+    from test_distill import TINY
+
+    root = tmp_path_factory.mktemp("pairs3")
+    data_dir = write_pairs_data(root / "data", "jsonl", sizes=(400, 60, 60), three=True)
+    task = get_task("pairs", data_dir)
+    data = task.load(data_dir)
+    preds = root / "teacher.csv"  # hard labels by class name, keyed by the pair's two ids
+    preds.write_text("idx1,idx2,label\n" + "".join(f"{a},{b},{task.classes[ex.label]}\n"
+                                                     for ex in data.unlabelled for a, b in [ex.function_ids]))
+    summary = import_predictions(task, preds, data.unlabelled, root / "soft.json")
+    student = replace(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    metrics = distill(task, data, load_soft_labels(root / "soft.json"), student, root / "student", DistillConfig(epochs=4, patience=None, seed=0))
+    manifest = export(root / "student", root / "onnx", data.test, data.valid, ExportConfig(int8=False))
+    return task, summary, metrics, manifest, root
+
+
+def test_three_class_pairs_distil_export_and_find_python_clones(three_class_pairs, tmp_path):
+    """A pairs task of another language and three classes through distillation, export and avatar clones: the
+    Python functions of a folder, each pair scored once, flagged by its probability of a positive class."""
+    from avatar.runtime.model import ExportedModel
+    from avatar.runtime.scan import clones, clones_json
+
+    task, summary, metrics, manifest, root = three_class_pairs
+    assert task.classes == ("different", "same-parse", "same-sort") and task.positive == ("same-parse", "same-sort")
+    assert sum(summary["predicted"].values()) == 200 and set(summary["predicted"]) == set(task.classes)
+    assert set(metrics["test"]["interval95"]) == {"accuracy", "macro_f1"} and "roc_auc" not in metrics["test"]
+    assert metrics["test"]["macro_f1"] >= 0.8 > metrics["test"]["baseline"]["macro_f1"], metrics["history"]  # a kind shows in its words
+    assert manifest["classes"] == list(task.classes) and manifest["positive"] == list(task.positive)
+    assert manifest["language"] == "python" and manifest["num_inputs"] == 2
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("def s1(v1, v2):\n    return sort(v1, v2)\n\n\nclass P:\n    def p1(self, v3):\n        return parse(v25)\n")
+    (src / "b.py").write_text("def s2(v4):\n    return sort(v4)\n")
+    (src / "c.c").write_text("void ignored ( ) { sort ; }\n")  # another language: not read
+    model = ExportedModel(root / "onnx")
+    every = clones([src], [src], model, threshold=0.0)
+    assert (every.functions_a, every.functions_b, every.scored_pairs) == (3, 3, 3)
+    by_pair = {frozenset((c.a.name, c.b.name)): c.probability for c in every.pairs}
+    assert set(by_pair) == {frozenset(p) for p in [("s1", "P.p1"), ("s1", "s2"), ("P.p1", "s2")]}
+    # the two sort functions (sort-kind words) are the likeliest clones; either pair with the parse method is less so
+    assert by_pair[frozenset(("s1", "s2"))] > max(by_pair[frozenset(("s1", "P.p1"))], by_pair[frozenset(("P.p1", "s2"))]), by_pair
+    logits = model.logits([(c.a.code, c.b.code) for c in every.pairs])
+    probs = model.class_probabilities_of_logits(logits)
+    np.testing.assert_allclose([c.probability for c in every.pairs], probs[:, 1:].sum(axis=1), atol=1e-5)
+    above = clones([src], [src], model, threshold=0.999999)
+    assert all(c.probability >= 0.999999 for c in above.pairs) and len(above.pairs) <= 3
+    assert json.loads(clones_json(every))["scored_pairs"] == 3
+
+
 def test_compress_runs_a_three_class_task_end_to_end(tmp_path, tiny_encoder):
     """The whole pipeline on a user's 3-class CSV data: teacher, soft labels, indicator (macro-F1), search,
     student, export, measurement and report."""
@@ -319,3 +381,39 @@ def test_a_graphcodebert_teacher_fine_tunes_on_a_users_task(tmp_path, tiny_encod
     assert r.exit_code == 0, r.output
     config = json.loads((out / "config.json").read_text())
     assert config["avatar_model_type"] == "graphcodebert" and config["avatar_flow_length"] == 114  # one function an example: Devign's default
+
+
+# --- bad input from the command line: one line, exit 2, nothing written -------------------------------------
+
+def _mixed_labels(root: Path) -> str:
+    _bad(root, "test.jsonl", 2, '{"id": 902, "code": "x", "cwe": 3}')
+    return f"{root / 'test.jsonl'}:2: mixed label types: int here, str at train.jsonl:1"
+
+
+def _ghost_pair(root: Path) -> str:
+    _bad(root, "valid.csv", 3, "sort0,ghost,same")
+    return f"{root / 'valid.csv'}:3: function id 'ghost' is not in data.csv"
+
+
+def _unknown_pair_prediction(root: Path) -> str:
+    (root / "teacher.csv").write_text("idx1,idx2,label\nsort0,nobody,same\n")
+    return f"{root / 'teacher.csv'}:2: pair sort0/nobody is not an example of the unlabelled half"
+
+
+@pytest.mark.parametrize("kind,write,spoil,command", [
+    ("classify", write_classes_data, _mixed_labels, ["compress", "--task", "classify", "--data", "DATA", "--out", "OUT"]),
+    ("pairs", write_pairs_data, _ghost_pair, ["compress", "--task", "pairs", "--data", "DATA", "--out", "OUT"]),
+    ("pairs", write_pairs_data, _ghost_pair, ["finetune", "--task", "pairs", "--data", "DATA", "--out", "OUT"]),
+    ("pairs", write_pairs_data, _unknown_pair_prediction,
+     ["label", "--task", "pairs", "--data", "DATA", "--predictions", "DATA/teacher.csv", "--out", "OUT/soft.json"]),
+])
+def test_a_users_bad_data_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, monkeypatch, kind, write, spoil, command):
+    from test_cli import _run
+
+    root = write(tmp_path / kind)
+    want = spoil(root)
+    args = [a.replace("DATA", str(root)).replace("OUT", str(tmp_path / "out")) for a in command]
+    assert _run(args, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {want}") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
