@@ -187,13 +187,18 @@ def test_generic_tasks_need_their_data_folder():
 
 def test_presets_read_the_built_in_samples_as_before():
     """The fingerprints of the built-in samples' splits (seed 42), as the two-task code before the generic kinds
-    gave them: the presets are the same tasks."""
+    gave them, and the same task description (kind, metric, language, classes): the presets are the same tasks, so
+    the shared pipeline gives them the same results."""
     before = {
         "defect": ["a818dfb1", "662558e4", "c254e0d1", "d4c2711e"],
         "clone": ["4ebd5a9c", "b565c4ef", "e1e99ba9", "b436c800"],
     }
+    described = {"defect": ("classify", "accuracy", "c", 1), "clone": ("pairs", "f1", "java", 2)}
     for name in before:
-        data = get_task(name).load(seed=42)
+        task = get_task(name)
+        assert (task.kind, task.main_metric, task.language, task.num_inputs) == described[name]
+        assert task.classes == ("0", "1") and task.positive == ("1",)  # CodeXGLUE's labels, the finding second
+        data = task.load(seed=42)
         got = [fingerprint(data.split(s))[:8] for s in ("labelled", "unlabelled", "valid", "test")]
         assert got == before[name], (name, got)
 
