@@ -18,13 +18,15 @@ functions (MiniLM's WordPiece), capped at 400.
 - BigCloneBench: no teacher runs here. The fine-tuned CodeBERT teacher's predictions on the 45,051 unlabelled
   pairs (../shared/data/bigclonebench/extra/compressor_unlabel_train_4col.txt; 99.6 % agree with the hidden true
   labels) are imported with `avatar label --predictions` (hard labels: cross-entropy). The student sees all of
-  them for the epochs below (a 2-layer, hidden-64 student trains at about 34 pairs/s here, so an epoch is about
-  22 minutes; benchmarks/results/pair_head.md); the full 4,000-pair validation (checkpoint choice) and 4,000-pair
-  test sets.
-- Both: 20 indicator samples, each distilled for 40 optimiser steps (whatever its batch size) on up to 2,000
-  examples and scored on 1,000 validation ones, the better half on for 80 steps (successive halving, 2 rungs);
-  absolute position embeddings only (relative ones train too slowly here; see benchmarks/search.py); batches from
-  length-sorted pools (the default; benchmarks/results/train_speed.md).
+  them for one epoch, validated twice in it (a 2-layer, hidden-64 student trains at about 34 pairs/s here, so an
+  epoch is about 22 minutes; benchmarks/results/pair_head.md); the full 4,000-pair validation (checkpoint choice)
+  and 4,000-pair test sets. Sized to this CPU (SEARCH_FOR): the space is cut to students of at most CLONE_GFLOPS
+  per pair, and 10 indicator samples get 80 optimiser steps each, the better half 160.
+- Devign: 20 indicator samples, each distilled for 40 optimiser steps, the better half on for 80.
+- Both: samples distilled on up to 2,000 examples (the same steps whatever the batch size) and scored on 1,000
+  validation ones (successive halving, 2 rungs); absolute position embeddings only (relative ones train too slowly
+  here; see benchmarks/search.py); batches from length-sorted pools (the default; benchmarks/results/train_speed.md).
+  The further seeds train at once, the cores shared between them.
 
 Long runs span sessions: `--keep-candidates` copies the finished indicator samples into
 benchmarks/artefacts/paper-candidates (commit them), and a run folder that lacks them starts from them.
@@ -66,9 +68,15 @@ SEEDS = (42, 43, 44)
 GROUND_TRUTH = 1.0  # Devign: weight of the labelled half's true labels (the ablation is benchmarks/results/distill.md)
 SEARCH = SearchSettings(samples=20, sample_steps=40, sample_limit=2000, sample_eval_limit=1000, rungs=2, eta=2,
                         population=40, generations=50)  # benchmarks/search.py reports how well this search did
+# BigCloneBench sized to 2 CPU cores. The paper's whole space holds students that train at a few pairs/s here (the
+# first run chose a 6-layer, 480-token one: an epoch of 45,051 pairs would be hours), and 40 steps left every
+# sample predicting one class. So: students of at most CLONE_GFLOPS per pair (the 2-layer, hidden-64 student of
+# pair_head.md is 0.13 and trains at about 34 pairs/s), fewer samples with more steps each, one epoch.
+CLONE_GFLOPS = 0.2
+SEARCH_FOR = {"defect": SEARCH, "clone": replace(SEARCH, max_gflops=CLONE_GFLOPS, samples=10, sample_steps=80)}
 DISTILL = {
     "defect": DistillConfig(epochs=3, patience=2, ground_truth=GROUND_TRUTH),
-    "clone": DistillConfig(epochs=2, patience=2),
+    "clone": DistillConfig(epochs=1, evals_per_epoch=2, patience=2),
 }
 MEASURE = MeasureConfig(runs=50, warmup=5, throughput_examples=128, energy_rounds=3, energy_seconds=2.0,
                         architectures=["codebert-base", "compressor-3mb"], length_tokenizer=MINILM)
@@ -116,7 +124,7 @@ def restore_candidates(task: str) -> None:
 
 
 def task_config(task: str, data_root: Path) -> CompressConfig:
-    common = dict(budget_mb=3.0, seed=SEEDS[0], search=SEARCH, distill=DISTILL[task], measure=MEASURE, space=SPACE)
+    common = dict(budget_mb=3.0, seed=SEEDS[0], search=SEARCH_FOR[task], distill=DISTILL[task], measure=MEASURE, space=SPACE)
     if task == "defect":
         data = data_root / DATA_DIRS[task]
         if (TEACHER / "model.safetensors").is_file():
@@ -137,21 +145,34 @@ def task_config(task: str, data_root: Path) -> CompressConfig:
     return CompressConfig(task=task, data=str(data.resolve()), teacher_labels=str(labels.resolve()), **common)
 
 
-def other_seeds(task_name: str, config: CompressConfig, run: Path) -> dict:
-    """The chosen configuration distilled with each further seed (cached by settings): its scores by seed."""
+SEED_KEYS = ("valid", "test", "train_seconds", "steps", "best_step")
+
+
+def _distil_seed(task_name: str, config: CompressConfig, run: Path, seed: int, threads: int) -> dict:
+    """The chosen configuration distilled with ``seed`` (cached by settings in its own folder)."""
+    torch.set_num_threads(threads)
+    hf_logging.set_verbosity_error()
     task = get_task(task_name)
-    data = task.load(config.data, seed=config.seed)
-    soft = load_soft_labels(run / "soft_labels.json")
     chosen = StudentConfig.load(run / "chosen_student.json")
-    out = {}
-    for seed in SEEDS[1:]:
-        folder = OUT / f"{task_name}-seed{seed}"
-        settings = replace(config.distill, seed=seed)
-        saved = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else None
-        if saved is None or saved["student"] != asdict(chosen) or saved["settings"] != asdict(settings):
-            saved = distill(task, data, soft, chosen, folder, settings)
-        out[str(seed)] = {k: saved[k] for k in ("valid", "test", "train_seconds", "steps", "best_step")}
-    return out
+    folder, settings = OUT / f"{task_name}-seed{seed}", replace(config.distill, seed=seed)
+    saved = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else None
+    if saved is None or saved["student"] != asdict(chosen) or saved["settings"] != asdict(settings):
+        saved = distill(task, task.load(config.data, seed=config.seed), load_soft_labels(run / "soft_labels.json"), chosen, folder, settings)
+    return {k: saved[k] for k in SEED_KEYS}
+
+
+def other_seeds(task_name: str, config: CompressConfig, run: Path) -> dict:
+    """The chosen configuration distilled with each further seed: its scores by seed. The seeds are independent,
+    so they train at once, one process each with the cores shared out (after the run's measurements, which must
+    have the machine to themselves)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    seeds = SEEDS[1:]
+    threads = max(1, torch.get_num_threads() // len(seeds))
+    with ProcessPoolExecutor(len(seeds), mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = {seed: pool.submit(_distil_seed, task_name, config, run, seed, threads) for seed in seeds}
+        return {str(seed): job.result() for seed, job in jobs.items()}
 
 
 def kept_teacher_on_test(task_name: str, config: CompressConfig, metrics: dict) -> dict | None:
@@ -181,7 +202,7 @@ def run_task(task: str, data_root: Path) -> dict:
     restore_candidates(task)
     start = time.perf_counter()
     stages = compress(config, run, on_end=lambda s: print(f"{task}: {s.name} {'up to date' if s.reused else f'{s.seconds:.0f} s'}", file=sys.stderr)).stages
-    seeds = {str(SEEDS[0]): {k: stages["student"].result[k] for k in ("valid", "test", "train_seconds", "steps", "best_step")}}
+    seeds = {str(SEEDS[0]): {k: stages["student"].result[k] for k in SEED_KEYS}}
     seeds |= other_seeds(task, config, run)
     main = get_task(task).main_metric
     values = [s["test"][main] for s in seeds.values()]
