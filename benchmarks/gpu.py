@@ -12,7 +12,8 @@ draws each task's indicator samples from its SMT-cut space and packs them with t
 taken from the cache: training is CPU work the GPU does not speed up), the data (xz) and the MiniLM teacher's
 weights (fp16, made fp32 again there). ``run`` does the heavy stages of each task on CUDA: the teacher fine-tuned
 on the whole labelled half at CodeXGLUE's 400 tokens per function, its soft labels on the whole unlabelled half,
-every sample distilled on the short budget of benchmarks/paper_table.py's search (successive halving), the best
+every sample distilled on the short budget of benchmarks/paper_table.py's SEARCH (successive halving; its
+Devign settings for both tasks, without the CPU sizing of BigCloneBench's SEARCH_FOR there), the best
 measured sample (pymoo's search is not there: the honest fallback of avatar's choice) distilled on the whole
 unlabelled half and, with the ground-truth weight of benchmarks/paper_table.py's task (Devign 1, BigCloneBench 0), the
 labelled half's true labels. It writes gpu.json and, per
@@ -23,7 +24,7 @@ Sizing for one H200 (bf16; the run records every stage's wall time, so the next 
 MiniLM-L6's training step costs about 30 GFLOP a 400-token sequence; at a pessimistic 1,000 sequences/s the
 Devign teacher (3 epochs of 10,927 functions) takes about 35 s and the BigCloneBench teacher (1 epoch of 45,051
 pairs, 90,102 sequences) about 90 s; the students are launch-bound (~10 ms a step): Devign's 10 epochs of 21,854
-examples about 70 s, BigCloneBench's 2 epochs of 45,051 pairs about 30 s, the 2 x 30 samples about 60 s; well
+examples about 70 s, BigCloneBench's 2 epochs of 45,051 pairs about 30 s, the 2 x 20 samples (and their promoted halves) about 60 s; well
 inside 8 minutes in all.
 """
 

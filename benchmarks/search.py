@@ -5,7 +5,7 @@ what it measured.
     python benchmarks/search.py [--tasks defect clone]
 
 The search analysed is the one of benchmarks/paper_table.py's compress run (benchmarks/out/paper/<task>, its
-settings: SEARCH there; SMT-cut space, samples with equal step budgets and successive halving, indicator,
+settings: SEARCH_FOR[task] there; SMT-cut space, samples with equal step budgets and successive halving, indicator,
 measured-latency model, NSGA-II with the measured samples as candidates, choice), so the student in the paper
 table is the one this file judges. Its stages are reused when done, else run (from the kept samples of
 benchmarks/artefacts/paper-candidates and the teacher's labels, where the run folder is an earlier session's).
@@ -139,6 +139,7 @@ def run_task(task_name: str, data_root: Path) -> dict:
             "sample_job_seconds": round(sum(jobs), 1),
             "metric": metric,
         },
+        "settings": asdict(settings),
         "stage_seconds": {name: s.seconds for name, s in stages.items()},
         "rungs_reached": ind["rungs_reached"],
         "surrogates": {n: {k: v for k, v in r.items() if k != "loocv_predictions"} for n, r in indicator.report.items()},
@@ -162,7 +163,7 @@ def main() -> None:
         tasks[task] = {"command": "python benchmarks/search.py " + " ".join(sys.argv[1:]), **run_task(task, args.data_root)}
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "settings": {**asdict(task_config(args.tasks[0], args.data_root).search), "space_override": SPACE},
+        "space_override": SPACE,
         "rows": [tasks[t]["row"] for t in ("defect", "clone") if t in tasks],
         "tasks": tasks,
     }
@@ -173,14 +174,11 @@ def main() -> None:
 
 
 def write_markdown(r: dict) -> None:
-    s = r["settings"]
     lines = [
         "# The search on real data: does the indicator rank, and does the choice trust what it measured? (CPU)",
         "",
-        f"Machine: {r['machine']}. Budget {s['budget_mb']} MB; {s['samples']} samples drawn from the SMT-cut space, each "
-        f"distilled for {s['sample_steps']} optimiser steps on {s['sample_limit']} unlabelled examples, the best 1/{s['eta']} "
-        f"on for {s['eta']}x the steps ({s['rungs']} rungs), scored by validation {s['sample_metric']} on {s['sample_eval_limit']} "
-        f"examples. Space: the paper's with {json.dumps(s['space_override'])} (see the script's docstring).",
+        f"Machine: {r['machine']}. Space: the paper's with {json.dumps(r['space_override'])} (see the script's docstring); "
+        "each task's search settings (benchmarks/paper_table.py's SEARCH_FOR) are under its heading.",
         "",
         "Why the indicator learns ROC AUC while the final student is judged by accuracy (Devign) or F1 (BigCloneBench): "
         "after a short budget most samples still predict one class, so their accuracy or F1 is the majority's (or 0) "
@@ -204,7 +202,12 @@ def write_markdown(r: dict) -> None:
             f"| {row['chosen_source']}, {row['chosen_predicted']:.4f} / {row['chosen_distilled']:.4f} | {row['chosen_rank_among_measured']} "
             f"of {row['measured_at_top']} | {row['search_seconds']:.0f} s |")
     for task, t in r["tasks"].items():
-        lines += ["", f"## {task}", "", f"Command: `{t['command'].strip()}`. Stage seconds: "
+        s = t["settings"]
+        cap = "" if s["max_gflops"] is None else f", at most {s['max_gflops']} GFLOPs an example"
+        lines += ["", f"## {task}", "", f"Budget {s['budget_mb']} MB{cap}; {s['samples']} samples drawn from the SMT-cut space, "
+                  f"each distilled for {s['sample_steps']} optimiser steps on {s['sample_limit']} unlabelled examples, the best "
+                  f"1/{s['eta']} on for {s['eta']}x the steps ({s['rungs']} rungs), scored by validation {s['sample_metric']} on "
+                  f"{s['sample_eval_limit']} examples.", "", f"Command: `{t['command'].strip()}`. Stage seconds: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in t["stage_seconds"].items()) + f"; rungs reached: {t['rungs_reached']}. "
                   f"Search wall time: the sample jobs' {t['row']['sample_job_seconds']:.0f} s over the workers that ran them at "
                   f"once, plus the other stages. z3's bounds cut {100 * t['row']['pruned_by_bounds']:.3g} % of the grid; of the "

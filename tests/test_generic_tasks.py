@@ -187,7 +187,7 @@ def test_generic_tasks_need_their_data_folder():
 
 def test_presets_read_the_built_in_samples_as_before():
     """The fingerprints of the built-in samples' splits (seed 42), as the two-task code before the generic kinds
-    gave them, and the same task description (kind, metric, language, classes): the presets are the same tasks, so
+    gave them, and the same task description (kind, metric, language, inputs, classes): the presets are the same tasks, so
     the shared pipeline gives them the same results."""
     before = {
         "defect": ["a818dfb1", "662558e4", "c254e0d1", "d4c2711e"],
@@ -327,14 +327,14 @@ def test_three_class_pairs_distil_export_and_find_python_clones(three_class_pair
 
     task, summary, metrics, manifest, root = three_class_pairs
     assert task.classes == ("different", "same-parse", "same-sort") and task.positive == ("same-parse", "same-sort")
-    assert sum(summary["predicted"].values()) == 200 and set(summary["predicted"]) == set(task.classes)
+    assert sum(summary["predicted"].values()) == 200 and all(n > 0 for n in summary["predicted"].values())
     assert set(metrics["test"]["interval95"]) == {"accuracy", "macro_f1"} and "roc_auc" not in metrics["test"]
     assert metrics["test"]["macro_f1"] >= 0.8 > metrics["test"]["baseline"]["macro_f1"], metrics["history"]  # a kind shows in its words
     assert manifest["classes"] == list(task.classes) and manifest["positive"] == list(task.positive)
     assert manifest["language"] == "python" and manifest["num_inputs"] == 2
     src = tmp_path / "src"
     src.mkdir()
-    (src / "a.py").write_text("def s1(v1, v2):\n    return sort(v1, v2)\n\n\nclass P:\n    def p1(self, v3):\n        return parse(v25)\n")
+    (src / "a.py").write_text("def s1(v1, v2):\n    return sort(v1, v2)\n\n\nclass P:\n    def p1(self, v23):\n        return parse(v25)\n")
     (src / "b.py").write_text("def s2(v4):\n    return sort(v4)\n")
     (src / "c.c").write_text("void ignored ( ) { sort ; }\n")  # another language: not read
     model = ExportedModel(root / "onnx")
@@ -347,8 +347,9 @@ def test_three_class_pairs_distil_export_and_find_python_clones(three_class_pair
     logits = model.logits([(c.a.code, c.b.code) for c in every.pairs])
     probs = model.class_probabilities_of_logits(logits)
     np.testing.assert_allclose([c.probability for c in every.pairs], probs[:, 1:].sum(axis=1), atol=1e-5)
-    above = clones([src], [src], model, threshold=0.999999)
-    assert all(c.probability >= 0.999999 for c in above.pairs) and len(above.pairs) <= 3
+    cut = sorted(by_pair.values())[1]  # the threshold keeps the pairs at or above it, and only those
+    above = clones([src], [src], model, threshold=cut)
+    assert sorted(c.probability for c in above.pairs) == [p for p in sorted(by_pair.values()) if p >= cut]
     assert json.loads(clones_json(every))["scored_pairs"] == 3
 
 
