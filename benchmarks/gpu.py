@@ -53,8 +53,11 @@ TASKS = {  # per task: its data folder under ../shared/data (its data files trav
 
 
 def _data_files(folder: Path) -> list[Path]:
-    """The files a task's loader may read: the folder's own data files (not its docs, not extra/)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".jsonl", ".csv", ".tsv", ".txt", ".toml"))
+    """The files a task's loader reads: the folder's own data files (not its docs, not extra/), and not train when
+    the folder gives train's two halves (label_train and unlabel_train: the loader then reads those instead)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".jsonl", ".csv", ".tsv", ".txt", ".toml"))
+    halves = {p.stem for p in files} >= {"label_train", "unlabel_train"}
+    return [p for p in files if not (halves and p.stem == "train")]
 
 
 def prepare(args) -> None:
@@ -112,7 +115,7 @@ def prepare(args) -> None:
                 print(f"{name}: training the {c['tokenizer']} {c['vocab_size']} tokenizer", file=sys.stderr, flush=True)
                 train_tokenizer(c["tokenizer"], c["vocab_size"], corpus)
             if not (out / "tokenizers" / f"{path.name}.xz").is_file():
-                with open(path, "rb") as src, lzma.open(out / "tokenizers" / f"{path.name}.xz", "wb") as dst:
+                with open(path, "rb") as src, lzma.open(out / "tokenizers" / f"{path.name}.xz", "wb", preset=9 | lzma.PRESET_EXTREME) as dst:
                     shutil.copyfileobj(src, dst)
         teacher_plan = spec["teacher"] | {k: v for k, v in (("max_length", args.teacher_tokens), ("epochs", args.teacher_epochs)) if v}
         plan["tasks"][name] = {"samples": configs, "teacher": teacher_plan, "epochs": args.epochs or spec["epochs"], "ground_truth": ground_truth}
