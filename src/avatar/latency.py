@@ -4,8 +4,10 @@ Latency does not depend on weights, so candidate architectures are built with ra
 batch size 1 on full-length inputs, with the threads the measurement stage uses. A non-negative linear model on
 the terms a CPU spends its time on, per layer and input (projections L·T·H², feed-forward L·T·H·I, attention
 products L·T²·H (queries × keys, weights × values), the same again for relative position embeddings, softmax
-over L·heads·T² scores, element-wise work L·T·H, per-layer overhead L, and a constant), is fitted to minimise the
-relative error (what the leave-one-out error reports). Measurements are cached per machine (processor, torch
+over L·heads·T² scores, element-wise work L·T·H, the activation over L·T·I values — one term per activation, since
+on a CPU their element-wise costs differ by an order of magnitude (gelu_new's tanh formula is built from several
+separate operations) — per-layer overhead L, and a constant), is fitted to minimise the relative error (what the
+leave-one-out error reports). Measurements are cached per machine (processor, torch
 version, threads), so a rerun measures only new architectures.
 """
 
@@ -23,7 +25,7 @@ from sklearn.linear_model import LinearRegression
 
 from avatar._io import cache_dir, sha256_json, write_json_atomic
 from avatar.modeling import build_student
-from avatar.student import StudentConfig
+from avatar.student import ACTIVATIONS, StudentConfig
 from avatar.tasks import Task
 
 ARCHITECTURE = ("vocab_size", "num_hidden_layers", "hidden_size", "hidden_act", "intermediate_size",
@@ -83,9 +85,10 @@ def _features(configs: list[dict], num_inputs: int) -> np.ndarray:
         L, T, H, I, A = (c["num_hidden_layers"], c["max_sequence_length"], c["hidden_size"], c["intermediate_size"],
                          c["num_attention_heads"])
         relative = int(c["position_embedding_type"] != "absolute")
+        activation = [num_inputs * L * T * I / 1e7 * (c["hidden_act"] == a) for a in ACTIVATIONS]
         rows.append([num_inputs * L * T * H * H / 1e9, num_inputs * L * T * H * I / 1e9, num_inputs * L * T * T * H / 1e9,
                      relative * num_inputs * L * T * T * H / 1e9,
-                     num_inputs * L * A * T * T / 1e8, num_inputs * L * T * H / 1e7, L, 1.0])
+                     num_inputs * L * A * T * T / 1e8, num_inputs * L * T * H / 1e7, *activation, L, 1.0])
     return np.array(rows)
 
 
