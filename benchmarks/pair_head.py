@@ -37,7 +37,7 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 OUT = HERE / "out" / "pair_head"
 STEPS = 300
-SEEDS = (42, 43)
+SEEDS = (42, 43, 44)
 STUDENT = StudentConfig(tokenizer="BPE", vocab_size=3000, num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
                         intermediate_size=256, max_sequence_length=256, learning_rate=1e-3, batch_size=32)
 PREDICTIONS = "bigclonebench/extra/compressor_unlabel_train_4col.txt"
@@ -78,8 +78,8 @@ def main() -> None:
         rows[head] = {
             "seeds": {str(s): {"valid": m["valid"], "test": {k: m["test"][k] for k in ("f1", "accuracy", "roc_auc", "interval95", "baseline")},
                                "train_seconds": m["train_seconds"], "steps": m["steps"]} for s, m in runs.items()},
-            "test_f1_mean": round(statistics.mean(m["test"]["f1"] for m in runs.values()), 4),
-            "test_roc_auc_mean": round(statistics.mean(m["test"]["roc_auc"] for m in runs.values()), 4),
+            **{f"test_{k}_{stat}": round(fn([m["test"][k] for m in runs.values()]), 4)
+               for k in ("f1", "roc_auc") for stat, fn in (("mean", statistics.mean), ("sd", statistics.stdev))},
             "parameters": {s: m["parameters"] for s, m in runs.items()}[SEEDS[0]],
         }
     result = {"command": "python benchmarks/pair_head.py " + " ".join(sys.argv[1:]),
@@ -97,8 +97,9 @@ def main() -> None:
             lo, hi = m["test"]["interval95"]["f1"]
             lines.append(f"| {head} | {s} | {m['valid']['f1']:.4f} | {m['valid']['roc_auc']:.4f} | {m['test']['f1']:.4f} [{lo:.3f}, {hi:.3f}] "
                          f"| {m['test']['roc_auc']:.4f} | {m['train_seconds']:.0f} |")
-    lines += ["", "Means over seeds, test: " + "; ".join(f"{h} F1 {r['test_f1_mean']:.4f}, ROC AUC {r['test_roc_auc_mean']:.4f}"
-                                                     for h, r in rows.items()) + ".", ""]
+    lines += ["", f"Over seeds {', '.join(map(str, SEEDS))} (mean ± sd), test: " + "; ".join(
+        f"{h} F1 {r['test_f1_mean']:.4f} ± {r['test_f1_sd']:.4f}, ROC AUC {r['test_roc_auc_mean']:.4f} ± {r['test_roc_auc_sd']:.4f}"
+        for h, r in rows.items()) + ".", ""]
     (RESULTS / "pair_head.md").write_text("\n".join(lines))
     print((RESULTS / "pair_head.md").read_text())
 
