@@ -7,8 +7,8 @@ products L·T²·H (queries × keys, weights × values), the same again for rela
 over L·heads·T² scores, element-wise work L·T·H, the activation over L·T·I values — one term per activation, since
 on a CPU their element-wise costs differ by an order of magnitude (gelu_new's tanh formula is built from several
 separate operations) — per-layer overhead L, and a constant), is fitted to minimise the relative error (what the
-leave-one-out error reports). Measurements are cached per machine (processor, torch
-version, threads), so a rerun measures only new architectures.
+leave-one-out error reports). Measurements are cached per machine (processor, torch version, threads), so a rerun
+measures only new architectures.
 """
 
 from __future__ import annotations
