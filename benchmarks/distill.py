@@ -171,7 +171,7 @@ def write_markdown(r: dict) -> None:
         "",
         f"Command: `{r['command'].strip()}`  ",
         f"Machine: {r['machine']}. Data: distilled on the unlabelled half ({r['data']['unlabelled']} functions, "
-        f"teacher soft labels only), best checkpoint by validation accuracy ({r['data']['valid']}), scored on the full "
+        f"the teacher's soft labels; the ground-truth variant also the labelled half's true labels), best checkpoint by validation accuracy ({r['data']['valid']}), scored on the full "
         f"CodeXGLUE test set ({r['data']['test']}). Each student is trained with seeds {', '.join(map(str, r['seeds']))}. "
         f"The teacher is measured from its {r.get('teacher', 'fine-tuned folder')}.",
         "",
