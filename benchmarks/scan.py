@@ -1,7 +1,7 @@
 """Export a real Devign student to ONNX fp32 and int8, check parity on every Devign test function, and time `avatar scan`.
 
-    python benchmarks/distill.py        # first: the students (benchmarks/out/distill/student-3mb-seed42)
-    python benchmarks/scan.py [--student benchmarks/out/distill/student-3mb-seed42]
+    python benchmarks/distill.py        # first: the students (benchmarks/out/distill/student-3mb+ground-truth-seed42)
+    python benchmarks/scan.py [--student benchmarks/out/distill/student-3mb+ground-truth-seed42]
 
 1. Export (fp32 + int8) with the parity check on all 2,732 Devign test functions: sizes of every file, the
    largest probability difference and the prediction agreement against PyTorch, and test accuracy of each.
@@ -57,7 +57,7 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
-    parser.add_argument("--student", type=Path, default=HERE / "out" / "distill" / "student-3mb-seed42")
+    parser.add_argument("--student", type=Path, default=HERE / "out" / "distill" / "student-3mb+ground-truth-seed42")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "scan")
     parser.add_argument("--markdown-only", action="store_true", help="rewrite scan.md from scan.json")
     args = parser.parse_args()
