@@ -49,7 +49,7 @@ def run_one(head: str, seed: int, task, data, soft) -> dict:
         saved = json.loads((folder / "metrics.json").read_text())
         if saved.get("pair_head") == head:
             return saved
-    settings = DistillConfig(epochs=1, max_steps=STEPS, limit=STEPS * STUDENT.batch_size, eval_limit=1000, patience=None, seed=seed)
+    settings = DistillConfig(epochs=1, max_steps=STEPS, limit=STEPS * STUDENT.batch_size, eval_limit=1000, patience=None, ground_truth=0.0, seed=seed)
     # the head every student of this run is built with (distil() builds it with the default, a benchmark-only override)
     with mock.patch.object(PairClassifier.__init__, "__defaults__", (2, head)):
         metrics = distill(task, data, soft, STUDENT, folder, settings)

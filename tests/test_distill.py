@@ -52,7 +52,7 @@ def test_same_seed_same_metrics(tmp_path, taught):
     a = distill(task, data, soft, TINY, tmp_path / "a", settings)
     b = distill(task, data, soft, TINY, tmp_path / "b", settings)
     assert a["history"] == b["history"] and a["test"] == b["test"]
-    assert a["examples"] == {"train": 80, "labelled": 0, "valid": 30, "test": 30}  # the short-budget mode
+    assert a["examples"] == {"train": 80, "labelled": 80, "valid": 30, "test": 30}  # the short-budget mode, ground truth by default
 
 
 def test_student_never_sees_ground_truth(taught):

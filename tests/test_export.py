@@ -60,6 +60,23 @@ def test_external_weights_are_counted_listed_and_loaded(tmp_path, exports):
     assert m["parity"]["fp32"]["max_prob_diff"] < 1e-4 and "model.onnx.data" in m["files"]
 
 
+def test_an_int8_only_export_keeps_no_fp32_graph_and_says_so(tmp_path, exports):
+    data = get_task("clone").load(exports["clone-data"])
+    about = {"data": "synthetic", "rebuild": "python make_it.py"}
+    m = export(exports["clone-model"], tmp_path / "int8", data.test, data.valid, ExportConfig(int8=True, fp32=False), about)
+    folder = tmp_path / "int8"
+    assert m == _manifest(folder) and m["precisions"] == ["int8"] and m["about"] == about
+    assert set(m["files"]) == {"tokenizer.json", "encoder.int8.onnx", "head.int8.onnx"}
+    assert {p.name for p in folder.iterdir()} == set(m["files"]) | {MANIFEST, KIND, CARD}
+    assert set(m["sizes"]) == set(m["parity"]) == set(m["decisions"]) == {"int8"}
+    assert ExportedModel(folder).precision == "int8" and "`python make_it.py`" in (folder / CARD).read_text()
+    with pytest.raises(AvatarError, match="this export has no fp32 model"):
+        ExportedModel(folder, "fp32")
+    with pytest.raises(AvatarError, match="fp32 = false needs int8 = true"):
+        export(exports["clone-model"], tmp_path / "none", data.test, data.valid, ExportConfig(int8=False, fp32=False))
+    assert not (tmp_path / "none").exists()
+
+
 def test_failed_parity_writes_nothing(tmp_path, exports):
     data = get_task("defect").load(exports["defect-data"])
     with pytest.raises(AvatarError, match="int8 export fails parity.*nothing written"):

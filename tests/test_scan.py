@@ -174,16 +174,26 @@ def test_cli_scan_writes_sarif_and_reports_errors_in_one_line(exports, tmp_path)
         assert r.exit_code == 1 and isinstance(r.exception, AvatarError) and message in str(r.exception), (args, r.output)
 
 
-def test_cli_default_model_is_the_compress_run(exports, tmp_path, monkeypatch):
+def test_cli_model_order_is_flag_env_run_folder_then_the_built_in(exports, tmp_path, monkeypatch):
+    import shutil
+
+    from avatar.runtime.model import builtin_model
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AVATAR_MODEL", raising=False)
     r = runner.invoke(app, ["scan", str(CODE / "c")])
+    assert r.exit_code == 0 and "using the built-in Devign student (int8" in r.output, r.output
+    assert f"its card: {builtin_model(1) / 'README.md'}" in r.output and "16 function(s) in 3 file(s)" in r.output
+    r = runner.invoke(app, ["clones", str(CODE / "java"), str(CODE / "java")])  # no pair model is packaged
     assert isinstance(r.exception, AvatarError) and "no model at avatar-run: run `avatar compress` first" in str(r.exception)
-    import shutil
-
     shutil.copytree(exports["defect"], tmp_path / "avatar-run" / "onnx")
     r = runner.invoke(app, ["scan", str(CODE / "c"), "--threshold", "0"])
-    assert r.exit_code == 0 and "16 of 16 function(s) in 3 file(s)" in r.output
+    assert r.exit_code == 0 and "16 of 16 function(s) in 3 file(s)" in r.output and "built-in" not in r.output
+    monkeypatch.setenv("AVATAR_MODEL", str(tmp_path / "elsewhere"))
+    r = runner.invoke(app, ["scan", str(CODE / "c")])
+    assert isinstance(r.exception, AvatarError) and "set by $AVATAR_MODEL" in str(r.exception)
+    r = runner.invoke(app, ["scan", str(CODE / "c"), "--model", str(exports["defect"]), "--threshold", "0"])
+    assert r.exit_code == 0 and "16 of 16" in r.output
 
 
 def test_cli_output_errors_are_one_line_exit_2(exports, tmp_path, capsys, monkeypatch):

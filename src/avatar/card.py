@@ -57,6 +57,8 @@ def model_card(manifest: dict, trained: dict | None, about: dict) -> str:
         f"- Data: {about.get('data', 'not recorded')} (code normalised: line ends, trailing spaces and blank lines).",
         f"- Teacher: {about.get('teacher', 'not recorded')}.",
     ]
+    if about.get("rebuild"):
+        lines.append(f"- Rebuilt by: `{about['rebuild']}`.")
     if trained:
         ex = trained.get("examples", {})
         truth = f" and {ex['labelled']} with their true labels" if ex.get("labelled") else ""

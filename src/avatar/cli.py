@@ -236,6 +236,7 @@ def distill_cmd(
     epochs: Epochs = _DISTILL.epochs,
     temperature: Annotated[float, typer.Option(help="distillation temperature T")] = _DISTILL.temperature,
     alpha: Annotated[float, typer.Option(help="weight of cross-entropy on the teacher's argmax")] = _DISTILL.alpha,
+    ground_truth: Annotated[float, typer.Option(help="weight of cross-entropy on the labelled half's true labels (0: the teacher's targets alone)")] = _DISTILL.ground_truth,
     patience: Annotated[int, typer.Option(help="validations without improvement before stopping (0: never stop early)")] = _DISTILL.patience,
     seed: Seed = SEED,
     limit: Annotated[int | None, typer.Option(help="at most this many unlabelled examples (short budget)")] = None,
@@ -250,8 +251,8 @@ def distill_cmd(
     from avatar.tasks import get_task
 
     _at_least(0, patience=patience)
-    settings = _checked(DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, limit=limit, eval_limit=eval_limit,
-                                      patience=patience or None, seed=seed))
+    settings = _checked(DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, ground_truth=ground_truth, limit=limit,
+                                      eval_limit=eval_limit, patience=patience or None, seed=seed))
     check_replaceable(out)  # before any reading: a folder that must not be replaced is the first thing to say
     accel = _accel(device)
     student = StudentConfig.load(config) if config else StudentConfig()
@@ -539,8 +540,10 @@ Threshold = Annotated[float | None, typer.Option(help="report what the model giv
                                                    "[default: the threshold the export chose on validation]")]
 
 
-def _exported(model: Path | None, precision: str | None):
-    from avatar.runtime.model import PRECISIONS, ExportedModel
+def _exported(model: Path | None, precision: str | None, num_inputs: int):
+    """The model a runtime command uses: --model, else $AVATAR_MODEL, else ./avatar-run, else the package's own
+    (one-function models only; said on stderr with what it scored)."""
+    from avatar.runtime.model import PRECISIONS, ExportedModel, builtin_model
 
     if precision is not None and precision not in PRECISIONS:
         raise AvatarError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -548,13 +551,26 @@ def _exported(model: Path | None, precision: str | None):
         model = Path(os.environ["AVATAR_MODEL"])
         if not model.exists():
             raise AvatarError("model folder not found (set by $AVATAR_MODEL)", model)
-    if model is None:
+    if model is None and Path("avatar-run").exists():
         model = Path("avatar-run")
-        if not model.exists():
-            raise AvatarError(
-                f"no model at {model}: run `avatar compress` first (it exports RUN/onnx) or pass --model DIR"
-            )
-    return ExportedModel(model, precision)
+    if model is not None:
+        return ExportedModel(model, precision)
+    if builtin_model(num_inputs) is None:
+        raise AvatarError("no model at avatar-run: run `avatar compress` first (it exports RUN/onnx) or pass --model DIR")
+    exported = ExportedModel(builtin_model(num_inputs), precision)
+    err_console.print(escape(_builtin_line(exported)), highlight=False, soft_wrap=True)
+    return exported
+
+
+def _builtin_line(exported) -> str:
+    """What the packaged model is and scored, in one line: a user who passed no model is told which one ran."""
+    m, d = exported.manifest, exported.decision
+    scores, metric, size = d["scores"], m["metric"], m["sizes"][exported.precision]["bytes"] / MB
+    low, high = scores["interval95"][metric]
+    return (f"no --model, $AVATAR_MODEL or ./avatar-run: using the built-in {TASK_DATASET.get(m['task'], m['task'])} student "
+            f"({exported.precision}, {size:.2f} MB): test {metric} {scores[metric]:.3f} [{low:.3f}, {high:.3f}] (majority class "
+            f"{scores['baseline'][metric]:.3f}); at its threshold, test precision {d['test']['precision']:.2f} and recall "
+            f"{d['test']['recall']:.2f}; its card: {exported.folder / 'README.md'}")
 
 
 def _check_output(output: Path | None) -> None:
@@ -587,6 +603,9 @@ def export_cmd(
     model: Annotated[Path, typer.Option("--model", help="model folder: a student or a fine-tuned teacher")],
     out: Annotated[Path, typer.Option("--out", help="export folder to write")],
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="also write int8 graphs (dynamic quantisation)")] = _EXPORT.int8,
+    fp32: Annotated[bool, typer.Option("--fp32/--no-fp32", help="with --int8: keep the fp32 graphs too")] = _EXPORT.fp32,
+    target_precision: Annotated[float | None, typer.Option(help="threshold: the lowest whose validation precision reaches this "
+                                                           "[default: the best validation F1]")] = _EXPORT.target_precision,
     data: Annotated[Path | None, typer.Option("--data", help="data whose test split the parity check runs on [default: built-in sample]")] = None,
     parity_examples: Annotated[int, typer.Option(help="test examples the parity check compares")] = _EXPORT.parity_examples,
     max_prob_diff: Annotated[float, typer.Option(help="int8: largest allowed probability difference from PyTorch")] = _EXPORT.max_prob_diff,
@@ -599,7 +618,8 @@ def export_cmd(
     from avatar.modeling import saved_task
     from avatar.report import decision_lines
 
-    config = _checked(ExportConfig(int8=int8, parity_examples=parity_examples, max_prob_diff=max_prob_diff, min_agreement=min_agreement))
+    config = _checked(ExportConfig(int8=int8, fp32=fp32, parity_examples=parity_examples, max_prob_diff=max_prob_diff,
+                                   min_agreement=min_agreement, target_precision=target_precision))
     task = saved_task(model)
     loaded = task.load(data, seed=seed)
     about = {"data": f"{task.name} data in {data}" if data else f"the built-in {task.name} sample"}
@@ -636,7 +656,7 @@ def scan_cmd(
         raise AvatarError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
     _at_least(1, max_file_size=max_file_size, batch_size=batch_size)
     _check_output(output)
-    exported = _exported(model, precision)
+    exported = _exported(model, precision, 1)
     result = scan(paths, exported, threshold, max_file_size * 1024, batch_size, warn=_warn)
     _write({"text": scan_text, "json": scan_json, "sarif": scan_sarif}[output_format](result), output)
 
@@ -661,7 +681,7 @@ def clones_cmd(
         raise AvatarError(f"--format must be text or json, got {output_format!r}")
     _at_least(1, max_file_size=max_file_size, batch_size=batch_size)
     _check_output(output)
-    exported = _exported(model, precision)
+    exported = _exported(model, precision, 2)
     result = clones([a], [b], exported, threshold, max_pairs, max_file_size * 1024, batch_size, warn=_warn)
     _write((clones_json if output_format == "json" else clones_text)(result), output)
 

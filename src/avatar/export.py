@@ -190,12 +190,25 @@ def _read_metrics(model_dir: Path) -> dict | None:
         return None
 
 
+def _drop_precision(folder: Path, manifest: dict, precision: str) -> None:
+    """Remove one precision's graphs from an export being written, and every mention of it from its manifest."""
+    others = {name for p, size in manifest["sizes"].items() if p != precision for name in size["files"]}
+    for name in manifest["sizes"][precision]["files"]:
+        if name not in others:
+            (folder / name).unlink()
+            del manifest["files"][name]
+    manifest["precisions"].remove(precision)
+    for key in ("sizes", "parity", "decisions"):
+        del manifest[key][precision]
+
+
 def export(model_dir: Path, out: Path, test: Sequence[Example], valid: Sequence[Example], config: ExportConfig = ExportConfig(),
            about: dict | None = None) -> dict:
     """Write the export folder ``out`` for the model folder ``model_dir``; return its manifest.
 
     ``test`` gives the parity examples (its first ``config.parity_examples``) and the reported test figures,
-    ``valid`` the calibration and threshold; ``about`` (``data``, ``teacher``) goes into the model card.
+    ``valid`` the calibration and threshold; ``about`` (``data``, ``teacher``, optionally ``rebuild``: the command that
+    remakes it) goes into the model card and the manifest.
     """
     check_settings(config)
     if not test or not valid:
@@ -269,7 +282,10 @@ def export(model_dir: Path, out: Path, test: Sequence[Example], valid: Sequence[
                     f"(required {agreement:g}); nothing written ({remedy})", out
                 )
         manifest["decisions"] = {p: decision(task, ExportedModel(tmp, p), valid, test, config.target_precision) for p in precisions}
+        if not config.fp32:  # made to quantise and check against: the int8 graphs alone are kept
+            _drop_precision(tmp, manifest, "fp32")
         manifest["config"] = asdict(config)
+        manifest["about"] = dict(about or {})
         write_json_atomic(tmp / MANIFEST, manifest)
         write_text_atomic(tmp / CARD, model_card(manifest, _read_metrics(model_dir), about or {}))
     log.info("exported %s to %s", model_dir, out)

@@ -40,6 +40,15 @@ FORMAT = 1  # bump when the folder layout changes
 PRECISIONS = ("fp32", "int8")
 RUN_EXPORT = "onnx"  # where avatar compress puts its export inside the run folder
 GRAPHS = {1: ("model",), 2: ("encoder", "head")}  # graph roles by functions per example
+# the exports shipped in the package, by functions per example: what avatar scan uses when given no model
+# (scripts/make_default_model.py makes it; its avatar.json says how it was made and what it scored)
+BUILTIN = {1: Path(__file__).resolve().parent.parent / "models" / "defect"}
+
+
+def builtin_model(num_inputs: int) -> Path | None:
+    """The packaged export for models reading ``num_inputs`` functions, where the package has one."""
+    folder = BUILTIN.get(num_inputs)
+    return folder if folder is not None and (folder / MANIFEST).is_file() else None
 
 
 def graph_files(num_inputs: int, precision: str) -> dict[str, str]:
