@@ -525,10 +525,15 @@ def compress(
     for line in decision_lines({"decisions": {precision: exported["decisions"][precision]}}):
         console.print(line, soft_wrap=True)
     if config.data is None:
+        from avatar.runtime.model import builtin_model
+
+        shadows = Path(out).resolve() == Path("avatar-run").resolve() and builtin_model(1) is not None and config.task == "defect"
         console.print(f"This was the demo, on the built-in sample of a few hundred examples: its student is not worth using. "
                       f"A model worth using comes from real data with the full settings: `avatar compress --task {config.task} "
                       f"--data DIR` with CodeXGLUE's {TASK_DATASET[config.task]} in DIR (hours on a CPU; "
-                      "benchmarks/paper_table.py measures what it gives).", soft_wrap=True)
+                      "benchmarks/paper_table.py measures what it gives)."
+                      + (f" While {out} is here `avatar scan` uses it; elsewhere (or with it removed) it uses the packaged "
+                         "Devign student." if shadows else ""), soft_wrap=True)
     console.print(f"report: {out / 'report.md'} ({', '.join(stages['report'].result['plots'])}); settings: {out / 'config.toml'}")
 
 
