@@ -18,7 +18,7 @@ from pathlib import Path
 from avatar.cost import MB
 from avatar.export import export
 from avatar.runtime.model import BUILTIN
-from avatar.settings import ExportConfig
+from avatar.settings import SEED, ExportConfig
 from avatar.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     task = get_task("defect")
-    data = task.load(args.data_root / "devign", seed=42)
+    data = task.load(args.data_root / "devign", seed=SEED)
     config = ExportConfig(int8=True, fp32=False, parity_examples=len(data.test), target_precision=TARGET_PRECISION)
     about = {
         "data": f"Devign (CodeXGLUE defect detection, FFmpeg and QEMU): the teacher's soft labels on the "

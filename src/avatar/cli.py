@@ -100,6 +100,7 @@ def _finetune_config(model, max_length, limit, eval_limit, epochs, lr, batch_siz
 
 _FT, _DISTILL, _SEARCH, _MEASURE, _EXPORT, _DEVICE = (FinetuneConfig(), DistillConfig(), SearchSettings(), MeasureConfig(), ExportConfig(),
                                                        DeviceConfig())
+DEFAULT_RUN = Path("avatar-run")  # where avatar compress writes its run, and where scan and clones look for a model
 Model = Annotated[str, typer.Option("--model", help="pretrained encoder: 'minilm' (packaged), a local folder, or a hub id")]
 MaxLength = Annotated[int | None, typer.Option(help="tokens per function (GraphCodeBERT: code tokens) [default: 256; graphcodebert: 400 defect, 384 clone]")]
 Epochs = Annotated[int, typer.Option(help="training epochs")]
@@ -197,7 +198,7 @@ def teacher(
     task: TaskOpt = "defect",
     data: DataOpt = None,
     model: Model = MINILM,
-    out: Annotated[Path, typer.Option("--out", help="run directory")] = Path("avatar-run"),
+    out: Annotated[Path, typer.Option("--out", help="run directory")] = DEFAULT_RUN,
     epochs: Epochs = _FT.epochs,
     lr: Lr = _FT.learning_rate,
     batch_size: Batch = _FT.batch_size,
@@ -465,7 +466,7 @@ def compress(
                                                         "--predictions) instead of a teacher model")] = None,
     budget_mb: Annotated[float | None, typer.Option("--budget-mb", help=f"largest student, MB of fp32 weights [default: {BUDGET_MB:g}]")] = None,
     preset: Annotated[str | None, typer.Option(help="budget profile: demo (small, for the built-in sample) [default: demo without --data]")] = None,
-    out: Annotated[Path, typer.Option("--out", help="run directory")] = Path("avatar-run"),
+    out: Annotated[Path, typer.Option("--out", help="run directory")] = DEFAULT_RUN,
     config_file: Annotated[Path | None, typer.Option("--config", help="TOML file of options (e.g. a run's config.toml); flags override it")] = None,
     seed: Annotated[int | None, typer.Option(help=f"random seed [default: {SEED}]")] = None,
     samples: Annotated[int | None, typer.Option(help=f"configurations distilled briefly for the indicator [default: {_SEARCH.samples}; demo: 8]")] = None,
@@ -527,7 +528,7 @@ def compress(
     if config.data is None:
         from avatar.runtime.model import builtin_model
 
-        shadows = Path(out).resolve() == Path("avatar-run").resolve() and builtin_model(1) is not None and config.task == "defect"
+        shadows = Path(out).resolve() == DEFAULT_RUN.resolve() and builtin_model(get_task(config.task).num_inputs) is not None
         console.print(f"This was the demo, on the built-in sample of a few hundred examples: its student is not worth using. "
                       f"A model worth using comes from real data with the full settings: `avatar compress --task {config.task} "
                       f"--data DIR` with CodeXGLUE's {TASK_DATASET[config.task]} in DIR (hours on a CPU; "
@@ -556,26 +557,29 @@ def _exported(model: Path | None, precision: str | None, num_inputs: int):
         model = Path(os.environ["AVATAR_MODEL"])
         if not model.exists():
             raise AvatarError("model folder not found (set by $AVATAR_MODEL)", model)
-    if model is None and Path("avatar-run").exists():
-        model = Path("avatar-run")
+    if model is None and DEFAULT_RUN.exists():
+        model = DEFAULT_RUN
     if model is not None:
         return ExportedModel(model, precision)
-    if builtin_model(num_inputs) is None:
-        raise AvatarError("no model at avatar-run: run `avatar compress` first (it exports RUN/onnx) or pass --model DIR")
-    exported = ExportedModel(builtin_model(num_inputs), precision)
+    builtin = builtin_model(num_inputs)
+    if builtin is None:
+        raise AvatarError(f"no model at {DEFAULT_RUN}: run `avatar compress` first (it exports RUN/onnx) or pass --model DIR")
+    exported = ExportedModel(builtin, precision)
     err_console.print(escape(_builtin_line(exported)), highlight=False, soft_wrap=True)
     return exported
 
 
 def _builtin_line(exported) -> str:
     """What the packaged model is and scored, in one line: a user who passed no model is told which one ran."""
+    from avatar.card import CARD
+
     m, d = exported.manifest, exported.decision
     scores, metric, size = d["scores"], m["metric"], m["sizes"][exported.precision]["bytes"] / MB
     low, high = scores["interval95"][metric]
     return (f"no --model, $AVATAR_MODEL or ./avatar-run: using the built-in {TASK_DATASET.get(m['task'], m['task'])} student "
             f"({exported.precision}, {size:.2f} MB): test {metric} {scores[metric]:.3f} [{low:.3f}, {high:.3f}] (majority class "
             f"{scores['baseline'][metric]:.3f}); at its threshold, test precision {d['test']['precision']:.2f} and recall "
-            f"{d['test']['recall']:.2f}; its card: {exported.folder / 'README.md'}")
+            f"{d['test']['recall']:.2f}; its card: {exported.folder / CARD}")
 
 
 def _check_output(output: Path | None) -> None:
