@@ -143,6 +143,7 @@ CLASSIFY_CASES = [
     ("valid.jsonl", 3, '{"id": 901, "code": "x", "cwe": "race"}', "valid.jsonl:3: label 'race' is not a class of train (clean, overflow, smell)"),
     ("test.jsonl", 2, '{"id": 902, "code": "x", "cwe": 3}', "test.jsonl:2: mixed label types: int here, str at train.jsonl:1"),
     ("test.jsonl", 2, '{"id": 903, "code": "x", "cwe": null}', "test.jsonl:2: field 'cwe' has the wrong type"),
+    ("train.jsonl", 5, '{"ident": 904, "code": "x", "cwe": "clean"}', "train.jsonl:5: missing field 'id'"),  # the task file names it
 ]
 
 
@@ -178,6 +179,50 @@ def test_pairs_bad_input(tmp_path):
     (root / "data.jsonl").write_text("")
     with pytest.raises(AvatarError, match=r"two functions files \(data.jsonl and data.csv\)"):
         get_task("pairs", root).load(root)
+
+
+def test_spreadsheet_csv_with_a_byte_order_mark_and_spaced_cells_reads_as_plain_csv(tmp_path):
+    plain = write_classes_data(tmp_path / "plain", "csv")
+    odd = write_classes_data(tmp_path / "odd", "csv")
+    for split in ("train", "valid", "test"):  # what a spreadsheet writes: a BOM first, cells padded with spaces
+        rows = list(csv.DictReader(open(odd / f"{split}.csv", newline="")))
+        with open(odd / f"{split}.csv", "w", newline="", encoding="utf-8-sig") as f:
+            w = csv.DictWriter(f, ["id", "code", "cwe"])
+            w.writeheader()
+            w.writerows({**r, "cwe": f" {r['cwe']} "} for r in rows)
+    a, b = get_task("classify", plain), get_task("classify", odd)
+    da, db = a.load(plain), b.load(odd)
+    assert a.classes == b.classes == ("clean", "overflow", "smell")
+    assert [fingerprint(da.split(s)) for s in ("labelled", "valid")] == [fingerprint(db.split(s)) for s in ("labelled", "valid")]
+    assert db.valid[0].id == "150"  # the id column found under its name, BOM or not
+
+
+def test_integer_classes_sort_as_numbers_and_odd_digits_are_names(tmp_path):
+    root = write_classes_data(tmp_path / "n", task_file='code_field = "code"\nlabel_field = "cwe"\n')
+    number = {"clean": 10, "overflow": 2, "smell": -1}
+    for split in ("train", "valid", "test"):
+        rows = [json.loads(line) for line in (root / f"{split}.jsonl").read_text().splitlines()]
+        (root / f"{split}.jsonl").write_text("".join(json.dumps({**r, "cwe": number[r["cwe"]]}) + "\n" for r in rows))
+    task = get_task("classify", root)
+    task.load(root)
+    assert task.classes == ("-1", "2", "10")
+    odd = write_classes_data(tmp_path / "o", task_file='code_field = "code"\nlabel_field = "cwe"\n')
+    names = {"clean": "--1", "overflow": "\u00b2", "smell": "7"}  # look like digits to str.isdigit, are not integers
+    for split in ("train", "valid", "test"):
+        rows = [json.loads(line) for line in (odd / f"{split}.jsonl").read_text().splitlines()]
+        (odd / f"{split}.jsonl").write_text("".join(json.dumps({**r, "cwe": names[r["cwe"]]}) + "\n" for r in rows))
+    task = get_task("classify", odd)
+    task.load(odd)
+    assert task.classes == tuple(sorted(names.values()))
+
+
+def test_a_class_too_small_for_both_halves_of_train_is_one_line(tmp_path):
+    root = write_classes_data(tmp_path / "d")
+    rows = [r for r in (root / "train.jsonl").read_text().splitlines() if json.loads(r)["id"] != 1]  # 49 clean, 50, 50
+    rare = json.dumps({"id": 999, "code": "void f ( ) { gets ; }", "cwe": "zrare"})  # sorted last: the rounding's leftover
+    (root / "train.jsonl").write_text("\n".join([*rows, rare]) + "\n")
+    with pytest.raises(AvatarError, match=r"train.jsonl: class 'zrare' has 1 training example\(s\): too few to be in both halves"):
+        get_task("classify", root).load(root)
 
 
 def test_generic_tasks_need_their_data_folder():
@@ -293,6 +338,38 @@ def test_three_class_scan_lists_classes_and_flags_only_positive_ones(three_class
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
 
 
+def _result(classes, positive, scored):
+    from avatar.runtime.functions import Function
+    from avatar.runtime.scan import ScanResult, Scored
+
+    return ScanResult([Scored(Function("a.c", name, i + 1, i + 1, "void f ( ) { }"), *rest) for i, (name, *rest) in enumerate(scored)],
+                      1, 0.5, "m", "fp32", task="classify", classes=classes, positive=positive)
+
+
+def test_a_two_class_model_without_a_finding_lists_every_function_with_its_class():
+    from avatar.runtime.scan import scan_json, scan_text
+
+    result = _result(("python", "java"), (), [("f", 0.0, "java", 0.8), ("g", 0.0, "python", 0.6)])
+    text = scan_text(result).splitlines()
+    assert text[:2] == ["  java 0.800  a.c:1-1  f", "  python 0.600  a.c:2-2  g"] and text[2].startswith("2 function(s) in 1 file(s) by class")
+    assert [r["class"] for r in json.loads(scan_json(result))["results"]] == ["java", "python"]
+    findings = _result(("ok", "bug"), ("bug",), [("f", 0.9, "bug", 0.9), ("g", 0.1, "ok", 0.9)])  # the scanner: flagged ones only
+    assert scan_text(findings).splitlines()[0] == "0.900  a.c:1-1  f" and len(json.loads(scan_json(findings))["results"]) == 1
+
+
+def test_a_flagged_function_is_filed_under_its_likeliest_positive_class():
+    """Two positive classes that pass the threshold together while neither is the function's likeliest class: the
+    SARIF rule is the likelier of the two positive ones, not the first."""
+    from avatar.runtime.scan import scan_sarif
+
+    # P(none) 0.4, P(cwe-78) 0.25, P(cwe-89) 0.35: flagged (0.6 >= 0.5), most probable class "none"
+    result = _result(("none", "cwe-78", "cwe-89"), ("cwe-78", "cwe-89"), [("f", 0.6, "none", 0.4, "cwe-89")])
+    sarif = json.loads(scan_sarif(result))["runs"][0]
+    rules = [r["id"] for r in sarif["tool"]["driver"]["rules"]]
+    (finding,) = sarif["results"]
+    assert rules[finding["ruleIndex"]] == finding["ruleId"] == "AVATAR-CLASSIFY-CWE-89"
+
+
 @pytest.fixture(scope="module")
 def three_class_pairs(tmp_path_factory, tiny_encoder):
     """A tiny pair student for a 3-class Python pairs task (JSONL), distilled from a predictions file keyed by
@@ -323,7 +400,7 @@ def test_three_class_pairs_distil_export_and_find_python_clones(three_class_pair
     """A pairs task of another language and three classes through distillation, export and avatar clones: the
     Python functions of a folder, each pair scored once, flagged by its probability of a positive class."""
     from avatar.runtime.model import ExportedModel
-    from avatar.runtime.scan import clones, clones_json
+    from avatar.runtime.scan import clones, clones_json, clones_text
 
     task, summary, metrics, manifest, root = three_class_pairs
     assert task.classes == ("different", "same-parse", "same-sort") and task.positive == ("same-parse", "same-sort")
@@ -350,7 +427,11 @@ def test_three_class_pairs_distil_export_and_find_python_clones(three_class_pair
     cut = sorted(by_pair.values())[1]  # the threshold keeps the pairs at or above it, and only those
     above = clones([src], [src], model, threshold=cut)
     assert sorted(c.probability for c in above.pairs) == [p for p in sorted(by_pair.values()) if p >= cut]
-    assert json.loads(clones_json(every))["scored_pairs"] == 3
+    doc = json.loads(clones_json(every))
+    assert doc["scored_pairs"] == 3 and doc["classes"] == list(task.classes) and doc["positive"] == list(task.positive)
+    kinds = {frozenset((c["a"]["name"], c["b"]["name"])): c["class"] for c in doc["pairs"]}
+    assert kinds[frozenset(("s1", "s2"))] == "same-sort", kinds  # which kind of clone, not only that it is one
+    assert "same-sort" in clones_text(every).splitlines()[0]
 
 
 def test_compress_runs_a_three_class_task_end_to_end(tmp_path, tiny_encoder):

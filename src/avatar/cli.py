@@ -649,7 +649,7 @@ def export_cmd(
 
 @app.command("scan")
 def scan_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="C/C++ files or folders (searched recursively)")],
+    paths: Annotated[list[Path], typer.Argument(help="source files or folders in the model's language (searched recursively)")],
     model: ModelDir = None,
     output_format: Annotated[str, typer.Option("--format", help="text, json or sarif")] = "text",
     threshold: Threshold = None,
@@ -658,7 +658,8 @@ def scan_cmd(
     max_file_size: MaxFileKb = 1024,
     batch_size: Annotated[int, typer.Option(help="functions per inference batch")] = 32,
 ) -> None:
-    """Rate every function in C/C++ code by its probability of being vulnerable, riskiest first."""
+    """Rate every function of a code base with a model (the Devign one: C/C++, its probability of being vulnerable),
+    riskiest first; a model of more classes names each function's class."""
     from avatar.runtime.scan import FORMATS, scan, scan_json, scan_sarif, scan_text
 
     if output_format not in FORMATS:
@@ -672,8 +673,8 @@ def scan_cmd(
 
 @app.command("clones")
 def clones_cmd(
-    a: Annotated[Path, typer.Argument(help="Java file or folder")],
-    b: Annotated[Path, typer.Argument(help="Java file or folder (the same as A: pairs within it)")],
+    a: Annotated[Path, typer.Argument(help="file or folder in the model's language")],
+    b: Annotated[Path, typer.Argument(help="file or folder (the same as A: pairs within it)")],
     model: ModelDir = None,
     output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
     threshold: Threshold = None,
@@ -683,7 +684,7 @@ def clones_cmd(
     max_file_size: MaxFileKb = 1024,
     batch_size: Annotated[int, typer.Option(help="functions per inference batch")] = 32,
 ) -> None:
-    """Find Java function pairs that a clone model flags as clones, likeliest first."""
+    """Find the function pairs a pair model flags (BigCloneBench's: Java clones), likeliest first."""
     from avatar.runtime.scan import clones, clones_json, clones_text
 
     if output_format not in ("text", "json"):

@@ -26,6 +26,7 @@ import csv
 import hashlib
 import json
 import random
+import re
 import tomllib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -109,6 +110,8 @@ def _lines(path: Path, keep_blank: bool = False) -> Iterator[tuple[int, str]]:
                 raw = data.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise AvatarError(f"not UTF-8 text at column {e.start + 1} ({e.reason})", path, lineno) from None
+            if lineno == 1:
+                raw = raw.removeprefix("\ufeff")  # the byte-order mark spreadsheets write: not part of the first field
             if keep_blank or raw.strip():
                 yield lineno, raw
 
@@ -214,7 +217,7 @@ def _read_task_file(data_dir: Path, spec: TaskSpec) -> tuple[TaskSpec, dict[str,
     for key, (value, allowed) in check.items():
         if value not in allowed:
             raise AvatarError(f"{key} must be one of {', '.join(a for a in allowed if a)}, got {value!r}", path, toml_line(text, key, None))
-    lines = {k: toml_line(text, k, None) for k in ("classes", "positive", "metric")}
+    lines = {k: toml_line(text, k, None) for k in ("classes", "positive", "metric", "id_field") if k in raw}
     if spec.classes is not None:
         _check_classes(spec, path, lines)
     return spec, lines
@@ -237,10 +240,11 @@ def _check_classes(spec: TaskSpec, path: Path | None, lines: dict[str, int | Non
 
 
 def _label_name(value: object, field_name: str, path: Path, line: int) -> str:
-    """A label as a class name: strings as they are, integers written out."""
+    """A label as a class name: strings without surrounding spaces (a CSV cell's " 1" is class "1"), integers
+    written out."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise AvatarError(f"{field_name} must be a string or an integer, got {value!r}", path, line)
-    return str(value)
+    return value.strip() if isinstance(value, str) else str(value)
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
@@ -355,6 +359,12 @@ class Task(ABC):
             if len(train) < 2:
                 raise AvatarError("train needs at least 2 examples to split into halves", train_rows[0][0])
             unlabelled, labelled = stratified_sample(train, len(train) // 2, seed)
+            taught = {ex.label for ex in labelled}
+            for k, name in enumerate(self.classes):  # the teacher learns from the labelled half: each class must be in it
+                if k not in taught:
+                    n = sum(ex.label == k for ex in train)
+                    raise AvatarError(f"class {name!r} has {n} training example(s): too few to be in both halves of train "
+                                      "(the teacher learns from one, the student from the other); give it at least 2", train_rows[0][0])
         return TaskData(labelled=labelled, unlabelled=unlabelled, valid=to_examples(raw["valid"]), test=to_examples(raw["test"]))
 
     def _set_classes(self, train_rows: list) -> None:
@@ -363,7 +373,7 @@ class Task(ABC):
         for path, lineno, ex in train_rows:
             seen.setdefault(ex.label, (path, lineno))
         if self.spec.classes is None:
-            ints = all(c.lstrip("-").isdigit() for c in seen)
+            ints = all(re.fullmatch(r"-?[0-9]+", c) for c in seen)  # integers sort as numbers (2 before 10)
             classes = tuple(sorted(seen, key=(lambda c: (int(c), c)) if ints else None))
             if len(classes) < 2:
                 path, _ = next(iter(seen.values()))
@@ -479,7 +489,10 @@ class ClassifyTask(Task):
         for lineno, record in read_records(path):
             code = _require(record, s.code_field, str, path, lineno)
             label = self._label(_require(record, s.label_field, (str, int), path, lineno), path, lineno)
-            ex_id = str(record[s.id_field]) if s.id_field in record else f"{path.stem}:{lineno}"
+            if s.id_field in record or "id_field" in self.lines:  # a field the task file names must be there
+                ex_id = str(_require(record, s.id_field, (str, int), path, lineno))
+            else:  # CodeXGLUE's default id field is optional: the example is then known by its place
+                ex_id = f"{path.stem}:{lineno}"
             yield lineno, RawExample(ex_id, (normalize_code(code),), label)
 
 

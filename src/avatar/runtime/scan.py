@@ -4,7 +4,8 @@ Torch-free: functions come from ``avatar.runtime.functions`` (tree-sitter), in t
 trained on; scores from ``avatar.runtime.model`` (onnxruntime). Reports are plain text, JSON, or SARIF 2.1.0 for
 IDEs and code-scanning services. Each function gets its most probable class; it is flagged (and only then a
 SARIF result) when its probability of a finding, the task's positive classes together, reaches the threshold.
-A two-class model lists the flagged functions; a model of more classes lists every function with its class.
+A two-class model whose second class is a finding lists the flagged functions; any other model lists every
+function with its class (and a pair model each flagged pair with its class).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Scored:
     probability: float  # P(finding): vulnerable, or any positive class
     label: str = ""  # the most probable class
     label_probability: float = 0.0  # its probability
+    finding_label: str = ""  # the most probable of the positive classes (the SARIF rule of a flagged function)
 
 
 @dataclass
@@ -57,8 +59,10 @@ class ScanResult:
         return [s for s in self.scored if self.positive and s.probability >= self.threshold]
 
     @property
-    def two_class(self) -> bool:
-        return len(self.classes) == 2
+    def findings_only(self) -> bool:
+        """A two-class model with a class that means a finding: the report is its flagged functions (no class
+        to name); otherwise every function is listed with its class."""
+        return len(self.classes) == 2 and bool(self.positive)
 
 
 def _collector(warn: Callable[[str], None] | None) -> tuple[list[str], Callable[[str], None]]:
@@ -123,14 +127,17 @@ def scan(paths: Sequence[Path], model: ExportedModel, threshold: float | None = 
     logits = model.logits([(f.code,) for f in functions], batch_size) if functions else np.zeros((0, len(model.classes)))
     probs = model.class_probabilities_of_logits(logits)
     finding = model.probability_of_logits(logits)
-    scored = sorted((Scored(f, float(p), model.classes[int(c.argmax())], float(c.max())) for f, p, c in zip(functions, finding, probs)),
+    positive = [model.classes.index(c) for c in model.positive]
+    scored = sorted((Scored(f, float(p), model.classes[int(c.argmax())], float(c.max()),
+                            model.classes[positive[int(c[positive].argmax())]] if positive else "")
+                     for f, p, c in zip(functions, finding, probs)),
                     key=lambda s: (-s.probability, -s.label_probability, s.function.path, s.function.start_line))
     return ScanResult(scored, files, threshold, str(model.folder), model.precision, warnings, model.decision, given, model.task,
                       model.classes, model.positive)
 
 
 def scan_text(result: ScanResult) -> str:
-    if result.two_class:
+    if result.findings_only:
         lines = [f"{s.probability:.3f}  {s.function.where}  {s.function.name}" for s in result.flagged]
     else:  # every function with its class; "!" marks the flagged ones
         flagged = {id(s) for s in result.flagged}
@@ -145,7 +152,7 @@ def scan_text(result: ScanResult) -> str:
 
 
 def _scored_json(s: Scored, result: ScanResult) -> dict:
-    extra = {} if result.two_class else {"class": s.label, "class_probability": round(s.label_probability, 6),
+    extra = {} if result.findings_only else {"class": s.label, "class_probability": round(s.label_probability, 6),
                                           "flagged": bool(result.positive) and s.probability >= result.threshold}
     return {**_function_json(s.function), "probability": round(s.probability, 6), **extra}
 
@@ -173,8 +180,8 @@ def scan_json(result: ScanResult) -> str:
         "task": result.task,
         "classes": list(result.classes),
         "positive": list(result.positive),
-        # two classes: the flagged functions; more: every function with its class
-        "results": [_scored_json(s, result) for s in (result.flagged if result.two_class else result.scored)],
+        # two classes, the second a finding: the flagged functions; otherwise every function with its class
+        "results": [_scored_json(s, result) for s in (result.flagged if result.findings_only else result.scored)],
         "warnings": result.warnings,
     }, indent=2) + "\n"
 
@@ -216,8 +223,9 @@ def rule_id(task: str, label: str) -> str:
 
 
 def _finding_class(result: ScanResult, s: Scored) -> int:
-    """Index, among the positive classes, of the flagged function's class (its most probable positive one)."""
-    return result.positive.index(s.label) if s.label in result.positive else 0
+    """Index, among the positive classes, of the flagged function's most probable positive class (which need not
+    be its most probable class: the positive ones together pass the threshold)."""
+    return result.positive.index(s.finding_label)
 
 
 def scan_sarif(result: ScanResult) -> str:
@@ -286,7 +294,9 @@ def _rule_properties(decision: dict | None) -> dict:
 class ClonePair:
     a: Function
     b: Function
-    probability: float  # P(clone)
+    probability: float  # P(clone): of a finding, the positive classes together
+    label: str = ""  # the pair's most probable class
+    label_probability: float = 0.0  # its probability
 
 
 @dataclass
@@ -302,6 +312,9 @@ class ClonesResult:
     warnings: list[str] = field(default_factory=list)
     decision: dict | None = None
     threshold_given: bool = False
+    task: str = "clone"
+    classes: tuple[str, ...] = ("0", "1")
+    positive: tuple[str, ...] = ("1",)
 
 
 def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold: float | None = None, max_pairs: int = 100_000,
@@ -337,12 +350,13 @@ def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold
         chunk = 65536
         for start in range(0, len(pairs), chunk):
             part = pairs[start : start + chunk]
-            probs = model.probability_of_logits(model.pair_logits(np.stack([vectors[left_keys[i]] for i, _ in part]),
-                                                           np.stack([vectors[right_keys[j]] for _, j in part])))
-            found += [ClonePair(left[i], right[j], float(p)) for (i, j), p in zip(part, probs) if model.positive and p >= threshold]
+            logits = model.pair_logits(np.stack([vectors[left_keys[i]] for i, _ in part]), np.stack([vectors[right_keys[j]] for _, j in part]))
+            probs, classes = model.probability_of_logits(logits), model.class_probabilities_of_logits(logits)
+            found += [ClonePair(left[i], right[j], float(p), model.classes[int(c.argmax())], float(c.max()))
+                      for (i, j), p, c in zip(part, probs, classes) if model.positive and p >= threshold]
     found.sort(key=lambda c: (-c.probability, c.a.path, c.a.start_line, c.b.path, c.b.start_line))
     return ClonesResult(found, len(left), len(right), total, len(pairs), threshold, str(model.folder), model.precision, warnings,
-                        model.decision, given)
+                        model.decision, given, model.task, model.classes, model.positive)
 
 
 def _key(f: Function) -> tuple[str, int, int]:
@@ -366,7 +380,9 @@ def _first_pairs(left: list, right: list, limit: int) -> list[tuple[int, int]]:
 
 
 def clones_text(result: ClonesResult) -> str:
-    lines = [f"{c.probability:.3f}  {c.a.where} {c.a.name}  ~  {c.b.where} {c.b.name}" for c in result.pairs]
+    named = len(result.classes) > 2  # which kind of clone it is, where the model knows more than clone / not
+    lines = [f"{c.probability:.3f}  {f'{c.label} {c.label_probability:.3f}  ' if named else ''}{c.a.where} {c.a.name}  ~  "
+             f"{c.b.where} {c.b.name}" for c in result.pairs]
     lines.append(
         f"{len(result.pairs)} of {result.scored_pairs} scored pair(s) at or above the "
         f"{threshold_note(result.threshold, result.threshold_given, result.decision)} "
@@ -378,8 +394,9 @@ def clones_text(result: ClonesResult) -> str:
 def clones_json(result: ClonesResult) -> str:
     out = {k: getattr(result, k) for k in ("model", "precision", "threshold", "threshold_given", "functions_a", "functions_b",
                                            "candidate_pairs", "scored_pairs")}
+    out.update(task=result.task, classes=list(result.classes), positive=list(result.positive))
     out["decision"] = _decision_json(result.decision)
     out["warnings"] = result.warnings
-    out["pairs"] = [{"a": _function_json(c.a), "b": _function_json(c.b), "probability": round(c.probability, 6)}
-                    for c in result.pairs]
+    out["pairs"] = [{"a": _function_json(c.a), "b": _function_json(c.b), "probability": round(c.probability, 6),
+                     "class": c.label, "class_probability": round(c.label_probability, 6)} for c in result.pairs]
     return json.dumps(out, indent=2) + "\n"
