@@ -225,6 +225,15 @@ def test_a_class_too_small_for_both_halves_of_train_is_one_line(tmp_path):
         get_task("classify", root).load(root)
 
 
+def test_the_readme_example_task_file_is_one_avatar_reads(tmp_path):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b.split("```", 1)[0] for b in readme.split("```toml\n")[1:] if b.startswith("# my-cwe/task.toml"))
+    (tmp_path / "task.toml").write_text(block)
+    task = get_task("classify", tmp_path)
+    assert task.classes == ("CWE-78", "CWE-89", "none") and task.positive == ("CWE-78", "CWE-89")
+    assert task.language == "python" and task.main_metric == "macro_f1"
+
+
 def test_generic_tasks_need_their_data_folder():
     with pytest.raises(AvatarError, match="task classify reads your own data: give its folder"):
         get_task("classify").load()
