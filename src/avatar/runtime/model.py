@@ -257,8 +257,16 @@ class ExportedModel:
 
     def probability_of_logits(self, logits: np.ndarray) -> np.ndarray:
         """Probability of a finding (N,): the positive classes' total (0 when no class means a finding)."""
-        idx = [self.classes.index(c) for c in self.positive]
-        return self.class_probabilities_of_logits(logits)[:, idx].sum(axis=1)
+        return self.finding_of(self.class_probabilities_of_logits(logits))
+
+    @property
+    def positive_indices(self) -> list[int]:
+        """The positive classes' logit indices, in the order of ``positive``."""
+        return [self.classes.index(c) for c in self.positive]
+
+    def finding_of(self, class_probabilities: np.ndarray) -> np.ndarray:
+        """Probability of a finding (N,) from the class probabilities (N, C) of ``class_probabilities_of_logits``."""
+        return class_probabilities[:, self.positive_indices].sum(axis=1)
 
     @property
     def threshold(self) -> float:

@@ -126,8 +126,7 @@ def scan(paths: Sequence[Path], model: ExportedModel, threshold: float | None = 
     functions, files = find_functions(paths, model.language, note, max_bytes)
     logits = model.logits([(f.code,) for f in functions], batch_size) if functions else np.zeros((0, len(model.classes)))
     probs = model.class_probabilities_of_logits(logits)
-    finding = model.probability_of_logits(logits)
-    positive = [model.classes.index(c) for c in model.positive]
+    finding, positive = model.finding_of(probs), model.positive_indices
     scored = sorted((Scored(f, float(p), model.classes[int(c.argmax())], float(c.max()),
                             model.classes[positive[int(c[positive].argmax())]] if positive else "")
                      for f, p, c in zip(functions, finding, probs)),
@@ -351,9 +350,9 @@ def clones(a: Sequence[Path], b: Sequence[Path], model: ExportedModel, threshold
         for start in range(0, len(pairs), chunk):
             part = pairs[start : start + chunk]
             logits = model.pair_logits(np.stack([vectors[left_keys[i]] for i, _ in part]), np.stack([vectors[right_keys[j]] for _, j in part]))
-            probs, classes = model.probability_of_logits(logits), model.class_probabilities_of_logits(logits)
+            classes = model.class_probabilities_of_logits(logits)
             found += [ClonePair(left[i], right[j], float(p), model.classes[int(c.argmax())], float(c.max()))
-                      for (i, j), p, c in zip(part, probs, classes) if model.positive and p >= threshold]
+                      for (i, j), p, c in zip(part, model.finding_of(classes), classes) if model.positive and p >= threshold]
     found.sort(key=lambda c: (-c.probability, c.a.path, c.a.start_line, c.b.path, c.b.start_line))
     return ClonesResult(found, len(left), len(right), total, len(pairs), threshold, str(model.folder), model.precision, warnings,
                         model.decision, given, model.task, model.classes, model.positive)
