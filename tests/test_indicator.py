@@ -27,8 +27,26 @@ def data():
 def test_features_are_scaled_and_one_hot(data):
     space, train, _ = data
     X = features(space, train)
-    assert X.shape == (20, 8 + 4 + 4 + 3 + 3 + 3)  # 8 numeric dims + one-hot tokenizer, act, pos, lr, batch
+    assert X.shape == (20, 8 + 2 + 4 + 4 + 3)  # 8 numeric dims, learning rate and batch size ordered, one-hot the rest
     assert X.min() >= 0 and X.max() <= 1
+
+
+def test_wide_ranges_and_numeric_choices_are_ordered_on_a_log_scale():
+    space = Space.paper()
+    base = sample(space, Feasibility(space, Constraints(3 * MB, 1)), n=1, seed=0)[0]
+
+    def column(name, values):  # the one feature column that moves with ``name``
+        X = features(space, [{**base, name: v} for v in values])
+        moved = np.flatnonzero(np.ptp(X, axis=0))
+        assert len(moved) == 1
+        return X[:, moved[0]]
+
+    # learning rate: one ordered column, not three one-hot ones; 1e-4 a quarter of the way up, not 5 %
+    np.testing.assert_allclose(column("learning_rate", (5e-5, 1e-4, 1e-3)), [0, np.log(2) / np.log(20), 1])
+    # vocabulary (1000 to 50265): 7090, the geometric middle, halfway
+    np.testing.assert_allclose(column("vocab_size", (1000, 7090, 50265)), [0, 0.5, 1], atol=1e-4)
+    # dropout (0.1 to 0.5, less than a factor of ten) stays linear
+    np.testing.assert_allclose(column("hidden_dropout_prob", (0.1, 0.3, 0.5)), [0, 0.5, 1])
 
 
 def test_loocv_picks_a_surrogate_that_beats_the_mean_and_ranks_well(data):

@@ -132,7 +132,7 @@ def indicator_stage(
     from avatar.device import placement
     from avatar.distill import teacher_view
     from avatar.executor import make_executor
-    from avatar.indicator import Indicator
+    from avatar.indicator import FORMAT, Indicator
     from avatar.labels import load_soft_labels
     from avatar.sampling import sample
     from avatar.smt import Feasibility
@@ -175,8 +175,8 @@ def indicator_stage(
                 "sampled_grid": space.total(), "full_grid": full.total(), "pruned_by_bounds": 1 - space.total() / full.total(),
                 "score_noise": noise, "score_spread": float(np.std(scores))}
 
-    inputs = {"space": space_key, "soft_labels": soft.key, "samples": settings.samples, "metric": metric, "seed": settings.seed,
-              "short_budget": asdict(short_budget), "rungs": settings.rungs, "eta": settings.eta, "data_seed": data_seed}
+    inputs = {"indicator": FORMAT, "space": space_key, "soft_labels": soft.key, "samples": settings.samples, "metric": metric,
+              "seed": settings.seed, "short_budget": asdict(short_budget), "rungs": settings.rungs, "eta": settings.eta, "data_seed": data_seed}
     return run.stage("indicator", inputs, ["indicator/indicator.json"], fn)
 
 
