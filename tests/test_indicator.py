@@ -56,6 +56,9 @@ def test_loocv_picks_a_surrogate_that_beats_the_mean_and_ranks_well(data):
     best = ind.report[ind.choice]
     assert best["loocv_mae"] == min(ind.report[n]["loocv_mae"] for n in SURROGATES)
     assert best["loocv_mae"] < ind.report["predict_mean_baseline"]["loocv_mae"]
+    assert best["kendall_tau_p"] < 0.01  # its leave-one-out ranking is no chance one
+    noise = Indicator.fit(space, train, list(np.random.default_rng(1).random(len(train))), seed=0)
+    assert all(noise.report[n]["kendall_tau_p"] > 0.05 for n in SURROGATES)  # scores of pure noise: nothing ranks
     pred, _ = ind.predict(test)
     truth = np.array([_truth(c) for c in test])
     from scipy.stats import kendalltau

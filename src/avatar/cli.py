@@ -422,7 +422,8 @@ def search(
         with Run(out, on_start=lambda name: status.update(f"search: {name}"), on_end=_stage_line).writing() as run:
             stages = search_stages(run, t, sp, settings, data, seed, soft_labels, device=DeviceConfig(device=device))
     ind, pareto = stages["indicator"].result, stages["pareto"].result
-    console.print(f"indicator of validation {ind['metric']}: {ind['choice']}, LOOCV MAE {ind['loocv_mae']:.4f}, Kendall tau {ind['kendall_tau']}")
+    tau = "n/a" if ind["kendall_tau"] is None else f"{ind['kendall_tau']:.3f} (p {ind['kendall_tau_p']:.2g} against chance)"
+    console.print(f"indicator of validation {ind['metric']}: {ind['choice']}, LOOCV MAE {ind['loocv_mae']:.4f}, Kendall tau {tau}")
     console.print(f"Pareto set: {pareto['pareto_size']} configurations ({pareto['evaluations']} evaluated); choice ({prefer}):")
     console.print_json(data=stages["choose"].result["row"])
     console.print(f"chosen configuration: {out / 'chosen_student.json'} (distil it with avatar distill --config)")

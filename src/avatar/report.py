@@ -328,8 +328,9 @@ def write_report(run: Path) -> dict:
                      "short distillation most samples still predict one class, so their accuracies tie while the ranking "
                      "their logits make already differs." if metrics and metric != metrics["main_metric"] else ""), ""]
         rows = [[f"{n}{' (chosen)' if n == indicator['choice'] else ''}", f"{v['loocv_mae']:.4f}",
-                 "-" if v["kendall_tau"] is None else f"{v['kendall_tau']:.3f}"] for n, v in indicator["report"].items()]
-        lines += _md_table(["surrogate", "LOOCV MAE", "Kendall τ"], rows)
+                 "-" if v["kendall_tau"] is None else f"{v['kendall_tau']:.3f}",
+                 "-" if v.get("kendall_tau_p") is None else f"{v['kendall_tau_p']:.2g}"] for n, v in indicator["report"].items()]
+        lines += _md_table(["surrogate", "LOOCV MAE", "Kendall τ", "τ's p-value (chance ranking)"], rows)
         lines += ["", f"{len(indicator['scores'])} samples, scores {min(indicator['scores']):.4f}–{max(indicator['scores']):.4f}.", ""]
         ind = (stages.get("indicator") or {}).get("result", {})
         if "score_noise" in ind:
