@@ -129,6 +129,38 @@ def test_pairs_read_a_functions_file_and_pair_files(tmp_path, fmt):
     assert first.id == ("valid:2" if fmt == "csv" else "valid:1")  # the file's line: a CSV's first is its header
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_pair_files_may_name_their_id_fields(tmp_path, fmt):
+    plain = write_pairs_data(tmp_path / "plain", fmt)
+    named = write_pairs_data(tmp_path / "named", fmt)
+    for split in ("train", "valid", "test"):  # the same pairs under other field names
+        path = named / f"{split}.{fmt}"
+        path.write_text(path.read_text().replace("idx1", "left").replace("idx2", "right"))
+    with open(named / "task.toml", "a") as f:
+        f.write('pair_fields = ["left", "right"]\n')
+    a, b = get_task("pairs", plain).load(plain), get_task("pairs", named).load(named)
+    assert [fingerprint(a.split(s)) for s in ("labelled", "unlabelled", "valid", "test")] == \
+        [fingerprint(b.split(s)) for s in ("labelled", "unlabelled", "valid", "test")]
+    assert b.valid[0].function_ids == a.valid[0].function_ids
+
+
+@pytest.mark.parametrize("line,message", [
+    ('pair_fields = ["left"]', 'task.toml:4: pair_fields must name two different fields, like ["idx1", "idx2"]'),
+    ('pair_fields = ["idx1", "idx1"]', "task.toml:4: pair_fields must name two different fields"),
+    ('pair_fields = ["left", "right"]', "train.csv:2: missing field 'left' (fields: idx1, idx2, verdict)"),
+])
+def test_pair_fields_bad_input(tmp_path, line, message):
+    root = write_pairs_data(tmp_path / "p")
+    with open(root / "task.toml", "a") as f:
+        f.write(line + "\n")
+    with pytest.raises(AvatarError) as err:
+        get_task("pairs", root).load(root)
+    assert message in str(err.value), str(err.value)
+    classify = write_classes_data(tmp_path / "c", task_file='code_field = "code"\nlabel_field = "cwe"\npair_fields = ["a", "b"]\n')
+    with pytest.raises(AvatarError, match=r"task.toml:3: pair_fields is for tasks of pairs"):
+        get_task("classify", classify)
+
+
 def _bad(root: Path, file: str, line: int, text: str) -> None:
     lines = (root / file).read_text().splitlines()
     lines[line - 1] = text

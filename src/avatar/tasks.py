@@ -7,7 +7,8 @@ Two kinds of task, each on any number N >= 2 of classes:
   (CodeXGLUE's defaults: ``func`` and ``target``; ``idx`` is the example id where present).
 - ``pairs``: two functions per example. A functions file (``data.jsonl`` or ``data.csv``: id and code fields)
   plus pair files: CodeXGLUE's ``train.txt`` etc. (``idx1<TAB>idx2<TAB>label``, no header), or ``.csv`` /
-  ``.jsonl`` with the fields ``idx1``, ``idx2`` and the label field.
+  ``.jsonl`` with the two function-id fields (``idx1``, ``idx2`` unless ``pair_fields`` names others) and the
+  label field.
 
 ``defect`` (Devign, C) and ``clone`` (BigCloneBench, Java) are presets of them, in CodeXGLUE's layouts with
 the classes 0 and 1. A data folder describes itself in an optional ``task.toml`` (see ``TASK_FILE_KEYS``):
@@ -145,6 +146,7 @@ TASK_FILE_KEYS = {  # what task.toml may set, with what each means
     "code_field": "field holding a function's code",
     "label_field": "field holding an example's label",
     "id_field": "field holding an example's (classify) or a function's (pairs) id",
+    "pair_fields": "the two fields of a .csv / .jsonl pair file holding its functions' ids (pairs; default idx1, idx2)",
     "classes": "the classes in order, as the label field writes them (none: those train has, sorted)",
     "positive": "the classes that mean a finding, which avatar scan reports (two classes: the second one)",
     "metric": "the validation score that picks checkpoints: " + ", ".join(METRICS),
@@ -161,6 +163,7 @@ class TaskSpec:
     code_field: str = "func"
     label_field: str = "target"
     id_field: str = "idx"
+    pair_fields: tuple[str, str] = ("idx1", "idx2")  # pairs: a pair file's two function-id fields (.csv / .jsonl)
     classes: tuple[str, ...] | None = None  # None until the data is read (then those train has, sorted)
     positive: tuple[str, ...] | None = None  # None: the second of two classes; no class of more than two
     metric: str | None = None  # None: accuracy (classify), f1 (two-class pairs), macro_f1 (more than two classes)
@@ -171,7 +174,7 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, d: dict) -> TaskSpec:
         known = {f: d[f] for f in cls.__dataclass_fields__ if f in d}
-        for k in ("classes", "positive"):
+        for k in ("classes", "positive", "pair_fields"):
             if known.get(k) is not None:
                 known[k] = tuple(str(v) for v in known[k])
         return cls(**known)
@@ -208,6 +211,12 @@ def _read_task_file(data_dir: Path, spec: TaskSpec) -> tuple[TaskSpec, dict[str,
             if len(set(names)) != len(names):
                 raise AvatarError(f"{key} names a class twice", path, where)
             changes[key] = names
+        elif key == "pair_fields":
+            if spec.kind != "pairs":
+                raise AvatarError("pair_fields is for tasks of pairs (--task pairs)", path, where)
+            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) and v for v in value) and value[0] != value[1]):
+                raise AvatarError('pair_fields must name two different fields, like ["idx1", "idx2"]', path, where)
+            changes[key] = tuple(value)
         elif not isinstance(value, str):
             raise AvatarError(f"{key} must be a string", path, where)
         else:
@@ -538,7 +547,7 @@ class PairsTask(Task):
                 yield lineno, a, b, label
             return
         for lineno, record in read_records(path):
-            a, b = (str(_require(record, k, (str, int), path, lineno)) for k in ("idx1", "idx2"))
+            a, b = (str(_require(record, k, (str, int), path, lineno)) for k in self.spec.pair_fields)
             yield lineno, a, b, _require(record, self.spec.label_field, (str, int), path, lineno)
 
     def _read_examples(self, path: Path) -> Iterator[tuple[int, RawExample]]:
