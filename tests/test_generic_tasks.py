@@ -142,6 +142,12 @@ def test_pair_files_may_name_their_id_fields(tmp_path, fmt):
     assert [fingerprint(a.split(s)) for s in ("labelled", "unlabelled", "valid", "test")] == \
         [fingerprint(b.split(s)) for s in ("labelled", "unlabelled", "valid", "test")]
     assert b.valid[0].function_ids == a.valid[0].function_ids
+    from avatar.predictions import read_predictions  # a teacher's predictions are keyed by the same fields
+    pairs = b.unlabelled
+    preds = named / "teacher.csv"
+    preds.write_text("left,right,label\n" + "".join(f"{e.function_ids[0]},{e.function_ids[1]},same\n" for e in pairs))
+    _, values = read_predictions(get_task("pairs", named), preds, pairs)
+    assert all(values[e.id] == (None, 1) for e in pairs)
 
 
 @pytest.mark.parametrize("line,message", [

@@ -2,8 +2,8 @@
 the soft-label file the pipeline distils from, instead of running a teacher here.
 
 Formats, by extension:
-- ``.jsonl``: one object per line, keyed by ``id`` (or ``idx``) for one-function tasks and ``idx1``/``idx2`` for
-  pair tasks, with exactly one of ``logits`` (one number per class, in the task's order), ``probability`` (of
+- ``.jsonl``: one object per line, keyed by ``id`` (or ``idx``) for one-function tasks and for pair tasks by the
+  pair files' two id fields (``idx1``/``idx2`` unless the task file's ``pair_fields`` names others), with exactly one of ``logits`` (one number per class, in the task's order), ``probability`` (of
   class 1; two-class tasks) or ``label`` (a class, as the data writes it);
 - ``.csv`` / ``.tsv``: a header naming the key columns as above and ``logit0``, ``logit1``, ... (one per class)
   or ``probability`` or ``label``;
@@ -31,13 +31,17 @@ from avatar.errors import AvatarError
 from avatar.labels import FORMAT, KINDS, write_soft_labels
 from avatar.tasks import Example, Task, fingerprint, read_jsonl
 
-KEY_COLUMNS = {"classify": ("id",), "pairs": ("idx1", "idx2")}  # by the task's kind
 ALIASES = {"idx": "id"}
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before their log-odds are taken
 
 
 def _key(task: Task, ex: Example) -> tuple[str, ...]:
     return ex.function_ids if task.num_inputs == 2 else (ex.id,)
+
+
+def _key_columns(task: Task) -> tuple[str, ...]:
+    """What a prediction is keyed by: the example's id, or a pair's two function ids as its pair files name them."""
+    return task.spec.pair_fields if task.kind == "pairs" else ("id",)
 
 
 def _name(key: tuple[str, ...]) -> str:
@@ -82,7 +86,7 @@ def _value(task: Task, kind: str, raw: list, path: Path, lineno: int) -> tuple[l
 
 
 def _rows_jsonl(task: Task, path: Path):
-    keys = KEY_COLUMNS[task.kind]
+    keys = _key_columns(task)
     for lineno, obj in read_jsonl(path):
         obj = {ALIASES.get(k, k): v for k, v in obj.items()}
         missing = [k for k in keys if k not in obj]
@@ -96,7 +100,7 @@ def _rows_jsonl(task: Task, path: Path):
 
 
 def _rows_table(task: Task, path: Path, text: str, delimiter: str):
-    keys = KEY_COLUMNS[task.kind]
+    keys = _key_columns(task)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = [ALIASES.get(h.strip(), h.strip()) for h in next(reader, [])]
     missing = [k for k in keys if k not in header]
@@ -118,7 +122,7 @@ def _rows_table(task: Task, path: Path, text: str, delimiter: str):
 
 
 def _rows_txt(task: Task, path: Path, text: str):
-    n = len(KEY_COLUMNS[task.kind])
+    n = len(_key_columns(task))
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
