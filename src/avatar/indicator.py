@@ -32,7 +32,7 @@ from avatar._io import write_json_atomic
 from avatar.errors import AvatarError
 from avatar.space import NAMES, CatDim, Space
 
-FORMAT = "avatar-indicator/2"  # /2: log-scaled and ordered features (a fitted /1 file ranks on others)
+FORMAT = "avatar-indicator/2"  # /2: log-scaled, ordered features (a /1 file was fitted on one-hot, linear ones)
 
 
 def _surrogates(seed: int) -> dict:

@@ -15,7 +15,7 @@ Timings are taken with the C allocator in its steady state. By default glibc han
 values, the attention scores) afresh and page-faults them in; it raises that threshold only after the process has
 freed a larger block, so a timing depended on what was timed before it: the same 1-layer student took 10 ms
 first thing in a process and 3.3 ms after larger ones (this 2-core CPU), and the model's leave-one-out error was
-14.6-15.9 % on Devign's architectures (7-9 % with this). Pinning the thresholds where glibc's own adjustment
+14.6-15.9 % on Devign's architectures (4.3 % with this: benchmarks/results/search.md). Pinning the thresholds where glibc's own adjustment
 ends (32 MiB, trim at 64 MiB; process-wide, set once) makes each timing the compute alone, as in a scanning
 process that has warmed up (onnxruntime keeps its own memory arena).
 """

@@ -3,8 +3,9 @@ the soft-label file the pipeline distils from, instead of running a teacher here
 
 Formats, by extension:
 - ``.jsonl``: one object per line, keyed by ``id`` (or ``idx``) for one-function tasks and for pair tasks by the
-  pair files' two id fields (``idx1``/``idx2`` unless the task file's ``pair_fields`` names others), with exactly one of ``logits`` (one number per class, in the task's order), ``probability`` (of
-  class 1; two-class tasks) or ``label`` (a class, as the data writes it);
+  pair files' two id fields (``idx1``/``idx2`` unless the task file's ``pair_fields`` names others), with
+  exactly one of ``logits`` (one number per class, in the task's order), ``probability`` (of class 1; two-class
+  tasks) or ``label`` (a class, as the data writes it);
 - ``.csv`` / ``.tsv``: a header naming the key columns as above and ``logit0``, ``logit1``, ... (one per class)
   or ``probability`` or ``label``;
 - ``.txt``: CodeXGLUE's pair-file style without a header, tab-separated: the key column(s) first, the hard label
